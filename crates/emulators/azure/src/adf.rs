@@ -1,0 +1,487 @@
+//! Data Factory pipeline runs (api-version 2018-06-01): create a run, poll it through
+//! `Queued` → `InProgress` → `Succeeded`/`Failed`, list its activity runs, cancel it.
+//!
+//! Pipelines are the `Microsoft.DataFactory/factories/pipelines` resources in the emulator's
+//! state, whether a template deployment, a plain PUT, or [`crate::SeedFactory`] put them there.
+//! Runs advance when polled (`GET …/pipelineruns/{runId}`), never by wall-clock time.
+
+use axum::http::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+
+use crate::{
+    arm::{resource_not_found, rg_not_found},
+    clock,
+    http::{empty, json as json_reply, Reply, Req},
+    Shared,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    InProgress,
+    Succeeded,
+    Failed,
+    Canceling,
+    Cancelled,
+}
+
+impl RunStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "Queued",
+            RunStatus::InProgress => "InProgress",
+            RunStatus::Succeeded => "Succeeded",
+            RunStatus::Failed => "Failed",
+            RunStatus::Canceling => "Canceling",
+            RunStatus::Cancelled => "Cancelled",
+        }
+    }
+
+    fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+/// One activity of the pipeline and how it will end.
+#[derive(Debug, Clone)]
+pub struct ActivityPlan {
+    pub name: String,
+    pub activity_type: String,
+    /// `{errorCode, message, failureType}` when this activity is set to fail.
+    pub failure: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineRun {
+    pub run_id: String,
+    pub run_group_id: String,
+    pub factory_id: String,
+    pub pipeline_name: String,
+    pub parameters: Map<String, Value>,
+    pub activities: Vec<ActivityPlan>,
+    /// The run's own failure when it has no activity to blame.
+    pub failure: Option<Value>,
+    pub polls: u32,
+    pub queued_polls: u32,
+    pub in_progress_polls: u32,
+    pub status: RunStatus,
+    /// The status the run had when it was cancelled, to tell which activities had started.
+    pub status_at_cancel: Option<RunStatus>,
+    /// Polls answered `Canceling` so far; the next one after the first answers `Cancelled`.
+    pub cancel_polls: u32,
+    pub start_ms: u64,
+    pub end_ms: Option<u64>,
+    pub last_updated_ms: u64,
+}
+
+impl PipelineRun {
+    fn failed_index(&self) -> Option<usize> {
+        self.activities.iter().position(|a| a.failure.is_some())
+    }
+
+    fn message(&self) -> String {
+        match self.status {
+            RunStatus::Failed => match self.failed_index() {
+                Some(i) => format!(
+                    "Operation on target {} failed: {}",
+                    self.activities[i].name,
+                    self.activities[i]
+                        .failure
+                        .as_ref()
+                        .and_then(|f| f["message"].as_str())
+                        .unwrap_or("")
+                ),
+                None => self
+                    .failure
+                    .as_ref()
+                    .and_then(|f| f["message"].as_str())
+                    .unwrap_or("")
+                    .to_string(),
+            },
+            RunStatus::Cancelled | RunStatus::Canceling => "User cancelled the run".to_string(),
+            _ => String::new(),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": format!("{}/pipelineruns/{}", self.factory_id, self.run_id),
+            "runId": self.run_id,
+            "debugRunId": null,
+            "runGroupId": self.run_group_id,
+            "isLatest": true,
+            "pipelineName": self.pipeline_name,
+            "parameters": self.parameters,
+            "runDimensions": {},
+            "invokedBy": {"id": self.run_group_id, "name": "Manual", "invokedByType": "Manual"},
+            "runStart": clock::iso(self.start_ms),
+            "runEnd": self.end_ms.map(clock::iso),
+            "durationInMs": self.end_ms.map(|e| e.saturating_sub(self.start_ms)),
+            "status": self.status.as_str(),
+            "message": self.message(),
+            "lastUpdated": clock::iso(self.last_updated_ms),
+            "annotations": [],
+            "pipelineReturnValue": {},
+        })
+    }
+
+    /// One poll: `Queued` for `queued_polls` polls, `InProgress` for `in_progress_polls`, then done.
+    fn advance(&mut self) {
+        if self.status.is_terminal() {
+            return;
+        }
+        let now = clock::now_ms();
+        self.polls += 1;
+        self.last_updated_ms = now;
+        self.status = if self.status == RunStatus::Canceling {
+            self.cancel_polls += 1;
+            if self.cancel_polls == 1 {
+                RunStatus::Canceling
+            } else {
+                self.end_ms = Some(now);
+                RunStatus::Cancelled
+            }
+        } else if self.polls <= self.queued_polls {
+            RunStatus::Queued
+        } else if self.polls <= self.queued_polls + self.in_progress_polls {
+            RunStatus::InProgress
+        } else {
+            self.end_ms = Some(now);
+            if self.failed_index().is_some() || self.failure.is_some() {
+                RunStatus::Failed
+            } else {
+                RunStatus::Succeeded
+            }
+        };
+    }
+
+    fn activity_runs(&self) -> Vec<Value> {
+        let end = self.end_ms.unwrap_or_else(clock::now_ms);
+        let n = self.activities.len().max(1) as u64;
+        let slice = end.saturating_sub(self.start_ms) / n;
+        let (count, last_status): (usize, Option<&str>) = match self.status {
+            RunStatus::Queued => (0, None),
+            RunStatus::InProgress | RunStatus::Canceling => (1, Some("InProgress")),
+            RunStatus::Succeeded => (self.activities.len(), None),
+            RunStatus::Failed => (self.failed_index().map_or(0, |i| i + 1), None),
+            RunStatus::Cancelled => match self.status_at_cancel {
+                Some(RunStatus::InProgress) => (1, Some("Cancelled")),
+                _ => (0, None),
+            },
+        };
+        self.activities
+            .iter()
+            .take(count)
+            .enumerate()
+            .map(|(i, a)| {
+                let start = self.start_ms + slice * i as u64;
+                let is_last = i + 1 == count;
+                let (status, error) = match (&a.failure, last_status) {
+                    (_, Some(s)) if is_last => (s, None),
+                    (Some(f), _) => ("Failed", Some(f.clone())),
+                    _ => ("Succeeded", None),
+                };
+                let finished = status != "InProgress";
+                let error = error
+                    .unwrap_or_else(|| json!({"errorCode": "", "message": "", "failureType": ""}));
+                let mut error = error;
+                error["target"] = json!(a.name);
+                error["details"] = json!("");
+                json!({
+                    "activityRunId": format!("{}-{i}", self.run_id),
+                    "activityName": a.name,
+                    "activityType": a.activity_type,
+                    "pipelineName": self.pipeline_name,
+                    "pipelineRunId": self.run_id,
+                    "status": status,
+                    "activityRunStart": clock::iso(start),
+                    "activityRunEnd": finished.then(|| clock::iso(start + slice)),
+                    "durationInMs": finished.then_some(slice),
+                    "input": {},
+                    "output": {},
+                    "error": error,
+                    "linkedServiceName": "",
+                    "iterationHash": "",
+                    "retryAttempt": null,
+                    "userProperties": {},
+                })
+            })
+            .collect()
+    }
+}
+
+fn seg_is(s: &str, lit: &str) -> bool {
+    s.eq_ignore_ascii_case(lit)
+}
+
+/// Whether the path below a factory is one of the run calls (and not a plain resource).
+pub fn is_factory_action(tail: &[&str]) -> bool {
+    match tail {
+        [p, _, action] if seg_is(p, "pipelines") => seg_is(action, "createRun"),
+        [runs, _] => seg_is(runs, "pipelineruns"),
+        [runs, _, action] if seg_is(runs, "pipelineruns") => {
+            seg_is(action, "queryActivityruns") || seg_is(action, "cancel")
+        }
+        [query] => seg_is(query, "queryPipelineRuns"),
+        _ => false,
+    }
+}
+
+fn adf_error(status: StatusCode, code: &str, message: &str, target: Option<&str>) -> Reply {
+    json_reply(
+        status,
+        json!({"error": {"code": code, "message": message, "target": target, "details": null}}),
+    )
+}
+
+/// A value resolved from `@pipeline().parameters.x`, the one expression form worth supporting
+/// here (the Fail activity's message and errorCode usually use it).
+fn resolve(value: &Value, parameters: &Map<String, Value>) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("Expression") => o
+            .get("value")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    match text.strip_prefix("@pipeline().parameters.") {
+        Some(name) => parameters
+            .get(name)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+            .unwrap_or(text),
+        None => text,
+    }
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]) -> Reply {
+    let mut state = shared.lock();
+    let Some(group) = state.resource_groups.get(&rg.to_ascii_lowercase()) else {
+        return rg_not_found(rg);
+    };
+    let rg_name = group["name"].as_str().unwrap_or(rg).to_string();
+    let factory_id = format!(
+        "/subscriptions/{}/resourceGroups/{rg_name}/providers/Microsoft.DataFactory/factories/{factory}",
+        shared.opts.subscription_id
+    );
+    let factory_key = factory_id.to_ascii_lowercase();
+    if !state.resources.contains_key(&factory_key) {
+        return resource_not_found("Microsoft.DataFactory/factories", factory, &rg_name);
+    }
+    match (&req.method, tail) {
+        (&Method::POST, [_, pipeline, _]) if seg_is(tail[0], "pipelines") => {
+            let pipeline_key = format!("{factory_key}/pipelines/{}", pipeline.to_ascii_lowercase());
+            let Some(definition) = state.resources.get(&pipeline_key) else {
+                return adf_error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("Entity {pipeline} not found"),
+                    None,
+                );
+            };
+            let supplied = match req.json() {
+                Ok(Value::Object(m)) => m,
+                Ok(Value::Null) => Map::new(),
+                Ok(_) => {
+                    return adf_error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        "The request body must be a JSON object of pipeline parameters.",
+                        None,
+                    )
+                }
+                Err(reply) => return reply,
+            };
+            let properties = definition.get("properties").cloned().unwrap_or(Value::Null);
+            let pipeline_name = definition["name"]
+                .as_str()
+                .and_then(|n| n.rsplit('/').next())
+                .unwrap_or(pipeline)
+                .to_string();
+            let mut parameters = Map::new();
+            if let Some(declared) = properties.get("parameters").and_then(Value::as_object) {
+                for (name, decl) in declared {
+                    match supplied.get(name).or_else(|| decl.get("defaultValue")) {
+                        Some(v) => {
+                            parameters.insert(name.clone(), v.clone());
+                        }
+                        None => {
+                            return adf_error(
+                                StatusCode::BAD_REQUEST,
+                                "BadRequest",
+                                &format!(
+                                    "The required pipeline parameter '{name}' is not provided."
+                                ),
+                                Some(&format!("pipeline/{pipeline_name}/runid/")),
+                            )
+                        }
+                    }
+                }
+            }
+            for (name, v) in &supplied {
+                parameters.entry(name.clone()).or_insert_with(|| v.clone());
+            }
+            let run = new_run(shared, &factory_id, &pipeline_name, &properties, parameters);
+            let run_id = run.run_id.clone();
+            state.runs.insert(run_id.clone(), run);
+            json_reply(StatusCode::OK, json!({"runId": run_id}))
+        }
+        (&Method::GET, [_, run_id]) => match state.runs.get_mut(*run_id) {
+            Some(run) if run.factory_id.eq_ignore_ascii_case(&factory_id) => {
+                run.advance();
+                json_reply(StatusCode::OK, run.to_json())
+            }
+            _ => run_not_found(run_id),
+        },
+        (&Method::POST, [_, run_id, action]) if seg_is(action, "queryActivityruns") => {
+            match state.runs.get(*run_id) {
+                Some(run) if run.factory_id.eq_ignore_ascii_case(&factory_id) => {
+                    json_reply(StatusCode::OK, json!({"value": run.activity_runs()}))
+                }
+                _ => run_not_found(run_id),
+            }
+        }
+        (&Method::POST, [_, run_id, _]) => match state.runs.get_mut(*run_id) {
+            Some(run) if run.factory_id.eq_ignore_ascii_case(&factory_id) => {
+                if run.status.is_terminal() {
+                    return adf_error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &format!(
+                            "Pipeline run '{run_id}' is already in terminal status '{}' and cannot be cancelled.",
+                            run.status.as_str()
+                        ),
+                        None,
+                    );
+                }
+                if run.status != RunStatus::Canceling {
+                    run.status_at_cancel = Some(run.status);
+                    run.status = RunStatus::Canceling;
+                    run.last_updated_ms = clock::now_ms();
+                }
+                empty(StatusCode::OK)
+            }
+            _ => run_not_found(run_id),
+        },
+        (&Method::POST, [_]) => {
+            let runs: Vec<Value> = state
+                .runs
+                .values()
+                .filter(|r| r.factory_id.eq_ignore_ascii_case(&factory_id))
+                .map(PipelineRun::to_json)
+                .collect();
+            json_reply(StatusCode::OK, json!({"value": runs}))
+        }
+        _ => adf_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            &format!("The emulator does not serve '{} {}'.", req.method, req.path),
+            None,
+        ),
+    }
+}
+
+fn run_not_found(run_id: &str) -> Reply {
+    adf_error(
+        StatusCode::NOT_FOUND,
+        "PipelineRunNotFound",
+        &format!("Pipeline run '{run_id}' was not found."),
+        None,
+    )
+}
+
+fn new_run(
+    shared: &Shared,
+    factory_id: &str,
+    pipeline_name: &str,
+    properties: &Value,
+    parameters: Map<String, Value>,
+) -> PipelineRun {
+    let mut activities: Vec<ActivityPlan> = properties
+        .get("activities")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|a| {
+                    let type_properties = a.get("typeProperties").cloned().unwrap_or(Value::Null);
+                    let activity_type = a.get("type").and_then(Value::as_str).unwrap_or("Unknown").to_string();
+                    let failure = if let Some(f) = type_properties.get("emulatorFailure") {
+                        Some(json!({
+                            "errorCode": resolve(f.get("errorCode").unwrap_or(&json!("2200")), &parameters),
+                            "message": resolve(f.get("message").unwrap_or(&json!("The activity failed.")), &parameters),
+                            "failureType": f.get("failureType").and_then(Value::as_str).unwrap_or("UserError"),
+                        }))
+                    } else if activity_type == "Fail" {
+                        Some(json!({
+                            "errorCode": resolve(type_properties.get("errorCode").unwrap_or(&Value::Null), &parameters),
+                            "message": resolve(type_properties.get("message").unwrap_or(&Value::Null), &parameters),
+                            "failureType": "UserError",
+                        }))
+                    } else {
+                        None
+                    };
+                    ActivityPlan {
+                        name: a.get("name").and_then(Value::as_str).unwrap_or("activity").to_string(),
+                        activity_type,
+                        failure,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut failure = None;
+    if truthy(parameters.get("emulatorFail")) {
+        let error = json!({
+            "errorCode": "EmulatorFailure",
+            "message": "The run parameter emulatorFail asked the emulator to fail this run.",
+            "failureType": "UserError",
+        });
+        match activities.first_mut() {
+            Some(first) if first.failure.is_none() => first.failure = Some(error),
+            Some(_) => {}
+            None => failure = Some(error),
+        }
+    }
+    let now = clock::now_ms();
+    // Data Factory reports every parameter value as a string.
+    let parameters = parameters
+        .into_iter()
+        .map(|(k, v)| {
+            let s = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            (k, Value::String(s))
+        })
+        .collect();
+    let run_id = clock::guid();
+    PipelineRun {
+        run_group_id: run_id.clone(),
+        run_id,
+        factory_id: factory_id.to_string(),
+        pipeline_name: pipeline_name.to_string(),
+        parameters,
+        activities,
+        failure,
+        polls: 0,
+        queued_polls: shared.opts.adf_queued_polls,
+        in_progress_polls: shared.opts.adf_in_progress_polls,
+        status: RunStatus::Queued,
+        status_at_cancel: None,
+        cancel_polls: 0,
+        start_ms: now,
+        end_ms: None,
+        last_updated_ms: now,
+    }
+}

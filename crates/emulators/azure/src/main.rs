@@ -1,0 +1,65 @@
+//! `azure-emulator [--port N] [--ca-out PATH] [--latency-ms L] [--steps N] [--retry-after S]`:
+//! serves the emulator on 127.0.0.1 until killed. Prints the base URL as the first line of
+//! stdout and, with `--ca-out`, the CA PEM's path as the second.
+
+use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
+
+use azure_emulator::{Emulator, Options};
+
+fn usage() -> ExitCode {
+    eprintln!("usage: azure-emulator [--port N] [--ca-out PATH] [--latency-ms L] [--steps N] [--retry-after S]");
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let mut opts = Options::default();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            let _ = usage();
+            return ExitCode::SUCCESS;
+        }
+        let Some(value) = args.next() else {
+            return usage();
+        };
+        let number = || value.parse::<u64>().ok();
+        match flag.as_str() {
+            "--port" => match value.parse() {
+                Ok(p) => opts.port = p,
+                Err(_) => return usage(),
+            },
+            "--ca-out" => opts.ca_out = Some(PathBuf::from(&value)),
+            "--latency-ms" => match number() {
+                Some(ms) => opts.latency = Duration::from_millis(ms),
+                None => return usage(),
+            },
+            "--steps" => match value.parse() {
+                Ok(n) => opts.operation_steps = n,
+                Err(_) => return usage(),
+            },
+            "--retry-after" => match number() {
+                Some(s) => opts.async_retry_after_secs = s,
+                None => return usage(),
+            },
+            _ => return usage(),
+        }
+    }
+    let print_ca = opts.ca_out.is_some();
+    let emulator = match Emulator::start_blocking(opts) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("azure-emulator: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", emulator.url());
+    if print_ca {
+        let _ = writeln!(out, "{}", emulator.ca_pem_path().display());
+    }
+    let _ = out.flush();
+    drop(out);
+    loop {
+        std::thread::park();
+    }
+}

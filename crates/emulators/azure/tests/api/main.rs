@@ -1,0 +1,7 @@
+//! Drives the emulator over HTTPS the way our clients do.
+
+mod adf;
+mod arm;
+mod common;
+mod entra;
+mod process;

@@ -1,0 +1,43 @@
+//! The Azure Pipelines agent contract, for task binaries written in Rust.
+//!
+//! This is our counterpart of azure-pipelines-task-lib, limited to what the agent really does
+//! (`shared/specs/agent-contract.md`): reading inputs, variables, secrets and service
+//! connections from the environment ([`Agent`]); writing and parsing logging commands
+//! ([`command`]); deciding and reporting the task's result ([`run`]); logging through
+//! `tracing` in the agent's conventions ([`logging`]); and the one HTTP client setup and
+//! retry policy every task uses ([`http`], [`retry`]).
+//!
+//! It is not a service client: Databricks and Azure calls live in their own crates.
+//!
+//! A task's `main` is a few lines:
+//!
+//! ```no_run
+//! use task_sdk::{run, TaskInfo, TaskContext, TaskError};
+//!
+//! const INFO: TaskInfo = TaskInfo { name: "example", version: "0.1.0", manifest: "{}" };
+//!
+//! fn main() -> std::process::ExitCode {
+//!     run(INFO, |ctx: TaskContext| async move {
+//!         let folder = ctx.agent.required_input("workspaceFolder")?;
+//!         task_sdk::out::info(&format!("deploying to {folder}"));
+//!         Ok::<(), TaskError>(())
+//!     })
+//! }
+//! ```
+
+pub mod agent;
+pub mod command;
+pub mod endpoint;
+pub mod http;
+pub mod logging;
+pub mod retry;
+pub mod secrets;
+mod task;
+
+pub use agent::{env_name, Agent, InputError};
+pub use command::{IssueType, TaskResult};
+pub use endpoint::{AzureAuth, AzureCloud, AzureRmConnection, Endpoint, EndpointError};
+pub use retry::{HttpClient, Replay, RetryPolicy, SendError};
+pub use task::{
+    cancellation, out, run, Context, TaskContext, TaskError, TaskInfo, RETRY_BUDGET_VARIABLE,
+};

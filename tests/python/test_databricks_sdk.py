@@ -1,0 +1,244 @@
+"""Conformance of the Databricks emulator with the official Python SDK (`databricks-sdk`).
+
+Starts the emulator binary (target/debug/databricks-emulator, or $DATABRICKS_EMULATOR_BIN),
+reads its base URL from the first stdout line and drives it with `WorkspaceClient`.
+Run: python3 -m pytest tests/python
+"""
+
+import base64
+import io
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import InvalidParameterValue, NotFound, PermissionDenied, ResourceAlreadyExists
+from databricks.sdk.service import jobs
+from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language, ObjectType
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "dapi-emulator-test"
+CLUSTER = "0000-000000-emulator"
+
+
+@pytest.fixture(scope="module")
+def emulator_url():
+    binary = os.environ.get("DATABRICKS_EMULATOR_BIN", str(ROOT / "target" / "debug" / "databricks-emulator"))
+    if not Path(binary).exists():
+        pytest.fail(f"emulator binary not found at {binary}; run `cargo build -p databricks-emulator` first")
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--token", TOKEN, "--run-delay-ms", "100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), f"unexpected first line {url!r}"
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def w(emulator_url):
+    return WorkspaceClient(host=emulator_url, token=TOKEN)
+
+
+def b64(text):
+    return base64.b64encode(text.encode()).decode()
+
+
+NOTEBOOKS = {
+    Language.PYTHON: "# Databricks notebook source\nprint('hello')\n",
+    Language.SCALA: "// Databricks notebook source\nprintln(\"hello\")\n",
+    Language.SQL: "-- Databricks notebook source\nSELECT 1\n",
+    Language.R: "# Databricks notebook source\nprint('hello')\n",
+}
+
+
+def test_current_user(w):
+    assert w.current_user.me().user_name
+
+
+def test_import_list_status_export_delete(w):
+    base = "/Shared/sdk"
+    w.workspace.mkdirs(base)
+    for language, source in NOTEBOOKS.items():
+        path = f"{base}/nb_{language.value.lower()}"
+        w.workspace.import_(path, content=b64(source), format=ImportFormat.SOURCE, language=language)
+        info = w.workspace.get_status(path)
+        assert info.object_type == ObjectType.NOTEBOOK
+        assert info.language == language
+        exported = w.workspace.export(path, format=ExportFormat.SOURCE)
+        assert base64.b64decode(exported.content).decode() == source
+    # A plain workspace file, through the multipart upload the SDK's `upload` uses.
+    w.workspace.upload(f"{base}/data.csv", io.BytesIO(b"a,b\n1,2\n"), format=ImportFormat.AUTO)
+    assert w.workspace.get_status(f"{base}/data.csv").object_type == ObjectType.FILE
+    with w.workspace.download(f"{base}/data.csv") as f:
+        assert f.read() == b"a,b\n1,2\n"
+    # RAW is a file too.
+    w.workspace.import_(f"{base}/raw.txt", content=b64("raw bytes"), format=ImportFormat.RAW)
+    assert w.workspace.get_status(f"{base}/raw.txt").object_type == ObjectType.FILE
+
+    names = sorted(o.path for o in w.workspace.list(base))
+    assert names == sorted(
+        [f"{base}/nb_{lang.value.lower()}" for lang in NOTEBOOKS] + [f"{base}/data.csv", f"{base}/raw.txt"]
+    )
+    w.workspace.delete(base, recursive=True)
+    with pytest.raises(NotFound):
+        w.workspace.get_status(base)
+
+
+def test_auto_strips_notebook_extension(w):
+    w.workspace.mkdirs("/Shared/auto")
+    w.workspace.import_("/Shared/auto/job.py", content=b64(NOTEBOOKS[Language.PYTHON]), format=ImportFormat.AUTO)
+    assert w.workspace.get_status("/Shared/auto/job").object_type == ObjectType.NOTEBOOK
+    with pytest.raises(NotFound):
+        w.workspace.get_status("/Shared/auto/job.py")
+
+
+def test_errors_map_to_sdk_exceptions(w):
+    with pytest.raises(NotFound):
+        w.workspace.get_status("/Shared/does-not-exist")
+    with pytest.raises(NotFound):
+        w.workspace.export("/Shared/does-not-exist")
+    w.workspace.mkdirs("/Shared/errs")
+    path = "/Shared/errs/nb"
+    w.workspace.import_(path, content=b64("x = 1\n"), format=ImportFormat.SOURCE, language=Language.PYTHON)
+    with pytest.raises(ResourceAlreadyExists):
+        w.workspace.import_(path, content=b64("x = 2\n"), format=ImportFormat.SOURCE, language=Language.PYTHON)
+    w.workspace.import_(
+        path, content=b64("x = 2\n"), format=ImportFormat.SOURCE, language=Language.PYTHON, overwrite=True
+    )
+    # The service answers 400 INVALID_PARAMETER_VALUE "Run … does not exist."; the SDK
+    # turns that into ResourceDoesNotExist, a NotFound.
+    with pytest.raises(NotFound):
+        w.jobs.get_run(987654321)
+
+
+def test_bad_token_is_permission_denied(emulator_url):
+    bad = WorkspaceClient(host=emulator_url, token="not-a-valid-token")
+    with pytest.raises(PermissionDenied):
+        bad.workspace.get_status("/Shared")
+
+
+def submit_notebook(w, path, params):
+    return w.jobs.submit(
+        run_name="sdk-conformance",
+        tasks=[
+            jobs.SubmitTask(
+                task_key="main",
+                existing_cluster_id=CLUSTER,
+                notebook_task=jobs.NotebookTask(notebook_path=path, base_parameters=params),
+            )
+        ],
+    ).result()
+
+
+def test_notebook_run_with_parameters_and_exit_value(w):
+    w.workspace.mkdirs("/Shared/runs")
+    source = (
+        "# Databricks notebook source\n"
+        'dbutils.widgets.text("greeting", "hello")\n'
+        'name = dbutils.widgets.get("name")\n'
+        "\n# COMMAND ----------\n\n"
+        'dbutils.notebook.exit(dbutils.widgets.get("greeting") + " " + name)\n'
+    )
+    w.workspace.import_("/Shared/runs/ok", content=b64(source), format=ImportFormat.SOURCE, language=Language.PYTHON)
+    run = submit_notebook(w, "/Shared/runs/ok", {"name": "world"})
+    assert run.state.life_cycle_state == jobs.RunLifeCycleState.TERMINATED
+    assert run.state.result_state == jobs.RunResultState.SUCCESS
+    assert run.run_page_url
+    task_run_id = run.tasks[0].run_id
+    output = w.jobs.get_run_output(task_run_id)
+    assert output.notebook_output.result == "hello world"
+    with pytest.raises(InvalidParameterValue):
+        w.jobs.get_run_output(run.run_id)
+
+
+def test_failing_notebook_reports_error_and_trace(w):
+    w.workspace.mkdirs("/Shared/runs")
+    source = "# Databricks notebook source\nx = 1\n\n# COMMAND ----------\n\n1 / 0\n"
+    w.workspace.import_("/Shared/runs/bad", content=b64(source), format=ImportFormat.SOURCE, language=Language.PYTHON)
+    run = submit_notebook(w, "/Shared/runs/bad", {})
+    assert run.state.result_state == jobs.RunResultState.FAILED
+    output = w.jobs.get_run_output(run.tasks[0].run_id)
+    assert output.error == "ZeroDivisionError: division by zero"
+    assert "Traceback" in output.error_trace and "1 / 0" in output.error_trace
+
+
+def test_missing_notebook_fails_the_run(w):
+    run = submit_notebook(w, "/Shared/runs/nowhere", {})
+    assert run.state.result_state == jobs.RunResultState.FAILED
+    assert "/Shared/runs/nowhere" in run.tasks[0].state.state_message
+
+
+def test_job_run_now_overrides_parameters(w):
+    w.workspace.mkdirs("/Shared/runs")
+    source = '# Databricks notebook source\ndbutils.notebook.exit(dbutils.widgets.get("p"))\n'
+    w.workspace.import_("/Shared/runs/echo", content=b64(source), format=ImportFormat.SOURCE, language=Language.PYTHON)
+    job = w.jobs.create(
+        name="echo",
+        tasks=[
+            jobs.Task(
+                task_key="echo",
+                existing_cluster_id=CLUSTER,
+                notebook_task=jobs.NotebookTask(notebook_path="/Shared/runs/echo", base_parameters={"p": "base"}),
+            )
+        ],
+    )
+    assert w.jobs.get(job.job_id).settings.name == "echo"
+    run = w.jobs.run_now(job.job_id, notebook_params={"p": "override"}).result()
+    assert run.state.result_state == jobs.RunResultState.SUCCESS
+    assert w.jobs.get_run_output(run.tasks[0].run_id).notebook_output.result == "override"
+
+
+def test_cancel_run(w):
+    w.workspace.mkdirs("/Shared/runs")
+    source = "# Databricks notebook source\nimport time\ntime.sleep(30)\n"
+    w.workspace.import_("/Shared/runs/slow", content=b64(source), format=ImportFormat.SOURCE, language=Language.PYTHON)
+    waiter = w.jobs.submit(
+        run_name="slow",
+        tasks=[jobs.SubmitTask(task_key="slow", notebook_task=jobs.NotebookTask(notebook_path="/Shared/runs/slow"))],
+    )
+    time.sleep(0.5)
+    run = w.jobs.cancel_run(waiter.run_id).result()
+    assert run.state.result_state == jobs.RunResultState.CANCELED
+
+
+def test_cluster_get_and_start(w):
+    cluster = w.clusters.get(CLUSTER)
+    assert cluster.state.value == "RUNNING"
+    with pytest.raises(Exception) as err:
+        w.clusters.start(CLUSTER)
+    assert "unexpected state Running" in str(err.value)
+
+
+def test_sdk_retries_rate_limited_imports():
+    """At 5 imports/s the emulator answers 429 + Retry-After; the SDK waits and retries."""
+    binary = os.environ.get("DATABRICKS_EMULATOR_BIN", str(ROOT / "target" / "debug" / "databricks-emulator"))
+    proc = subprocess.Popen(
+        [binary, "--token", TOKEN, "--rate-limit", "import=5"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        client = WorkspaceClient(host=url, token=TOKEN)
+        client.workspace.mkdirs("/Shared/limited")
+        for i in range(12):
+            client.workspace.import_(
+                f"/Shared/limited/f{i}", content=b64("x"), format=ImportFormat.RAW, overwrite=True
+            )
+        assert len(list(client.workspace.list("/Shared/limited"))) == 12
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"{url}/emulator/state") as response:
+            counts = json.load(response)["request_counts"]
+        assert counts["import"] > 12, "some imports were throttled and retried"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
