@@ -188,7 +188,7 @@ async fn dropped_after_processing_plus_idempotent_retry_starts_one_run() {
     })
     .await
     .unwrap();
-    let http = reqwest::Client::new();
+    let http = common::http_client();
     let body = json!({"idempotency_token": "retry-me", "tasks": [{"task_key": "t", "notebook_task": {"notebook_path": "/Shared/x"}}]});
     for _ in 0..3 {
         let r = http

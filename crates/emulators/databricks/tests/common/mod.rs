@@ -24,10 +24,17 @@ pub struct Client {
     pub base: String,
 }
 
+/// A plain reqwest client. reqwest is built without a default TLS crypto provider in this
+/// workspace (tasks pick ring), so the tests install it before building a client.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 pub async fn start(opts: Options) -> (Emulator, Client) {
     let emulator = Emulator::start(opts).await.expect("emulator starts");
     let client = Client {
-        http: reqwest::Client::new(),
+        http: http_client(),
         base: emulator.url(),
     };
     (emulator, client)
