@@ -1,0 +1,58 @@
+//! A Databricks REST client: the Workspace, Jobs and Clusters calls our pipeline tasks make.
+//!
+//! One [`Workspace`] per workspace URL and credential. Every request goes through
+//! task-sdk's [`HttpClient`](task_sdk::HttpClient), so proxy, CA, user agent and the one retry
+//! policy (429/503 with `Retry-After`, back-off, a total budget) are the same as for every other
+//! call a task makes. Calls that change state are replayed after an ambiguous failure only when
+//! replaying is harmless (an overwriting import, a submit with an idempotency token, mkdirs,
+//! cancel, …); see each method.
+//!
+//! Errors are typed ([`Error`]): the `{"error_code", "message"}` envelope is decoded, plain
+//! text, HTML and empty bodies are summarised (never dumped), 401/403 become actionable
+//! authentication messages, and no token ever appears in an error or a log line.
+//!
+//! Entry points, all on [`Workspace`]:
+//! - workspace: `import`, `mkdirs`, `list`, `walk`, `get_status`, `export`, `delete`,
+//!   `check_credentials`;
+//! - jobs: `submit_run`, `get_run`, `wait_run`, `get_run_output`, `cancel_run`, `create_job`,
+//!   `run_now` (and [`idempotency_token`] to make submits safe to replay);
+//! - clusters: `get_cluster`, `start_cluster`, `wait_cluster_running`;
+//! - local files: [`import_format_for_file`], [`has_notebook_header`], [`notebook_language`].
+//!
+//! It is not a task: it reads no inputs and prints nothing (tasks register secrets and report).
+//! It does not obtain tokens: [`Auth`] takes a personal access token or an Entra ID access token
+//! for the Azure Databricks resource (`2ff814a6-3304-4ab8-85cb-cd0e6f879c1d`) however it was
+//! got, or a [`TokenSource`] that refreshes one for long waits.
+//!
+//! ```no_run
+//! # async fn demo(http: task_sdk::HttpClient) -> Result<(), databricks::Error> {
+//! use databricks::{Auth, ImportFormat, Language, Workspace};
+//! let ws = Workspace::new("https://adb-1234.5.azuredatabricks.net", Auth::Token("dapi…".into()), http)?;
+//! ws.mkdirs("/Shared/etl").await?;
+//! ws.import("/Shared/etl/ingest", b"# Databricks notebook source\nprint(1)\n",
+//!           ImportFormat::Source(Language::Python), true).await?;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod client;
+mod clusters;
+mod error;
+pub mod files;
+mod host;
+mod jobs;
+mod workspace;
+
+pub use auth::{Auth, TokenSource, AZURE_DATABRICKS_RESOURCE_ID};
+pub use client::Workspace;
+pub use clusters::{Cluster, ClusterState};
+pub use error::Error;
+pub use files::{has_notebook_header, import_format_for_file, notebook_language, FileImport};
+pub use host::normalize_host;
+pub use jobs::{
+    idempotency_token, Compute, CreateJob, JobId, LifeCycleState, NotebookOutput, ResultState, Run,
+    RunId, RunOutput, RunState, SubmitRun, TaskRun, SUBMIT_TASK_KEY,
+};
+pub use workspace::{
+    CurrentUser, ExportFormat, ImportFormat, Language, ObjectInfo, ObjectType, MAX_IMPORT_BYTES,
+};
