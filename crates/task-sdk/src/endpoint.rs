@@ -62,8 +62,9 @@ impl Endpoint {
     }
 }
 
-/// Auth parameters that are not secrets; everything else in `ENDPOINT_AUTH_*` is masked.
-const PUBLIC_AUTH_PARAMS: &[&str] = &[
+/// Auth parameters that are not secrets (lower-cased); everything else in `ENDPOINT_AUTH_*` is
+/// masked.
+pub const PUBLIC_AUTH_PARAMS: &[&str] = &[
     "serviceprincipalid",
     "tenantid",
     "authenticationtype",

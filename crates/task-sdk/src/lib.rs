@@ -26,6 +26,7 @@
 //! ```
 
 pub mod agent;
+mod cancel;
 pub mod command;
 pub mod endpoint;
 pub mod http;
@@ -33,11 +34,11 @@ pub mod logging;
 pub mod retry;
 pub mod secrets;
 mod task;
+pub mod time;
 
 pub use agent::{env_name, Agent, InputError};
+pub use cancel::CancelSignal;
 pub use command::{IssueType, TaskResult};
 pub use endpoint::{AzureAuth, AzureCloud, AzureRmConnection, Endpoint, EndpointError};
 pub use retry::{HttpClient, Replay, RetryPolicy, SendError};
-pub use task::{
-    cancellation, out, run, Context, TaskContext, TaskError, TaskInfo, RETRY_BUDGET_VARIABLE,
-};
+pub use task::{out, run, Context, TaskContext, TaskError, TaskInfo, RETRY_BUDGET_VARIABLE};

@@ -436,6 +436,7 @@ mod tests {
     }
 
     fn client(clock: Arc<FakeClock>) -> HttpClient {
+        crate::http::install_crypto_provider();
         let policy = RetryPolicy {
             retry_after_jitter: Duration::ZERO,
             ..RetryPolicy::default()
@@ -613,6 +614,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        crate::http::install_crypto_provider();
         let inner = reqwest::Client::builder()
             .timeout(Duration::from_millis(200))
             .build()

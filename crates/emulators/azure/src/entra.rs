@@ -358,8 +358,8 @@ fn msi_error(status: StatusCode, error: &str, description: &str) -> Reply {
 }
 
 /// Managed identity tokens. `app_service` selects the App Service protocol
-/// (`IDENTITY_ENDPOINT` + `X-IDENTITY-HEADER`, used by azure_identity 1.x when those variables
-/// are set); otherwise the IMDS protocol (`Metadata: true`).
+/// (`IDENTITY_ENDPOINT` + `X-IDENTITY-HEADER`, which Azure SDKs and our `azure` crate use when
+/// those variables are set); otherwise the IMDS protocol (`Metadata: true`).
 pub fn managed_identity(shared: &Shared, req: &Req, app_service: bool) -> Reply {
     if app_service {
         match req.header("x-identity-header") {

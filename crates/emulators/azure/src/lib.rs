@@ -22,7 +22,7 @@
 //! | Entra token (v2) | `POST /{tenant}/oauth2/v2.0/token` (client secret or client assertion) |
 //! | agent OIDC token (workload identity federation) | `POST /oidc?api-version=7.1&serviceConnectionId=…` |
 //! | managed identity, IMDS style | `GET /metadata/identity/oauth2/token?api-version=…&resource=…`, header `Metadata: true` |
-//! | managed identity, App Service style | `GET /msi/token?…`, header `X-IDENTITY-HEADER` (azure_identity 1.x uses it when `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set) |
+//! | managed identity, App Service style | `GET /msi/token?…`, header `X-IDENTITY-HEADER` (Azure SDKs and our `azure` crate use it when `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set) |
 //! | ARM | `/subscriptions/…`, `/providers/Microsoft.Management/managementGroups/…` |
 //! | emulator state (not an Azure API, no auth) | `GET /emulator/state` |
 //!
@@ -411,11 +411,11 @@ impl Emulator {
     /// The `ENDPOINT_*` environment the agent exports for an AzureRM service connection `id`
     /// pointing at this emulator (agent-contract.md §2). Workload identity federation adds the
     /// `SYSTEMVSSCONNECTION` endpoint and `SYSTEM_OIDCREQUESTURI`; managed identity adds
-    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, which azure_identity 1.x reads to reach a
+    /// `IDENTITY_ENDPOINT` and `IDENTITY_HEADER`, the App Service protocol's way to reach a
     /// managed identity endpoint other than the fixed IMDS address.
     pub fn service_connection_env(&self, id: &str, scheme: Scheme) -> Vec<(String, String)> {
         let o = &self.shared.opts;
-        let key = id.replace(['.', ' '], "_").to_uppercase();
+        let key = id.replace(['.', ' '], "_");
         let (scheme_name, parameters) = match scheme {
             Scheme::ServicePrincipal => (
                 "ServicePrincipal",

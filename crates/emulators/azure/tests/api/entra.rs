@@ -432,7 +432,8 @@ async fn arm_checks_bearer_tokens() {
 async fn service_connection_env_follows_the_agent_contract() {
     let emu = Emulator::start(fast()).await.unwrap();
     let id = "1b7e2a9c-0000-4000-8000-00000000abcd";
-    let key = id.to_uppercase();
+    // The agent keeps the connection's GUID as it is (lower case) in variable names.
+    let key = id;
     let env = emu.service_connection_env(id, Scheme::ServicePrincipal);
     let get = |env: &[(String, String)], k: &str| {
         env.iter()

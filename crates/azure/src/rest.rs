@@ -1,0 +1,150 @@
+//! Authorized JSON calls shared by the ARM and Data Factory clients: the bearer token from the
+//! credential (cached), refreshed once when the service answers 401
+//! `ExpiredAuthenticationToken`, as the Microsoft client does; retries come from
+//! `task_sdk::HttpClient`.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use task_sdk::{HttpClient, Replay, SendError};
+use url::Url;
+
+use crate::auth::{AuthError, Credential};
+
+/// Why a call produced no answer.
+#[derive(Debug)]
+pub(crate) enum RestError {
+    Auth(AuthError),
+    Send(SendError),
+}
+
+/// A whole answer: ARM and Data Factory bodies are small JSON documents.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// `Retry-After` in seconds (ARM sends whole seconds; an HTTP date is accepted too).
+    pub fn retry_after(&self) -> Option<Duration> {
+        let value = self.header("retry-after")?;
+        if let Ok(secs) = value.parse::<f64>() {
+            return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        }
+        let when = httpdate::parse_http_date(value).ok()?;
+        Some(
+            when.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO),
+        )
+    }
+
+    /// A 401 saying the bearer token expired: `ExpiredAuthenticationToken` in the body, or,
+    /// for bodiless answers (HEAD), an expiry in the `WWW-Authenticate` challenge.
+    pub fn token_expired(&self) -> bool {
+        if self.status != StatusCode::UNAUTHORIZED {
+            return false;
+        }
+        match self.error_code() {
+            Some(code) => code == "ExpiredAuthenticationToken",
+            None => self.header("www-authenticate").is_some_and(|c| {
+                let c = c.to_ascii_lowercase();
+                c.contains("invalid_token") && c.contains("expir")
+            }),
+        }
+    }
+
+    /// The `error.code` of a JSON error body.
+    pub fn error_code(&self) -> Option<String> {
+        self.json()?
+            .get("error")?
+            .get("code")?
+            .as_str()
+            .map(str::to_owned)
+    }
+}
+
+/// The HTTP client, the credential and the token scope of one service.
+#[derive(Clone, Debug)]
+pub(crate) struct Bearer {
+    pub http: HttpClient,
+    pub credential: Credential,
+    pub scope: String,
+}
+
+impl Bearer {
+    pub async fn call(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        replay: Replay,
+    ) -> Result<Answer, RestError> {
+        let token = self
+            .credential
+            .token(&self.scope)
+            .await
+            .map_err(RestError::Auth)?;
+        let answer = self.once(&method, &url, body, replay, &token.token).await?;
+        if answer.token_expired() {
+            tracing::debug!("the access token expired; getting a new one");
+            let token = self
+                .credential
+                .refresh(&self.scope)
+                .await
+                .map_err(RestError::Auth)?;
+            return self.once(&method, &url, body, replay, &token.token).await;
+        }
+        Ok(answer)
+    }
+
+    async fn once(
+        &self,
+        method: &Method,
+        url: &Url,
+        body: Option<&Value>,
+        replay: Replay,
+        token: &str,
+    ) -> Result<Answer, RestError> {
+        let mut request = self
+            .http
+            .inner()
+            .request(method.clone(), url.clone())
+            .bearer_auth(token)
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request.json(body);
+        } else if *method == Method::POST || *method == Method::PUT {
+            // ARM answers 411 to a body-less POST without Content-Length.
+            request = request.header(reqwest::header::CONTENT_LENGTH, "0");
+        }
+        let response = self
+            .http
+            .send(request, replay)
+            .await
+            .map_err(RestError::Send)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap_or_default();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}

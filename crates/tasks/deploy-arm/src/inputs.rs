@@ -1,0 +1,372 @@
+//! The task's inputs, typed: names and pick-list values of `AzureResourceManagerTemplateDeployment@3`,
+//! with the V2/V3 aliases, read from a `task_sdk::Agent`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use task_sdk::{Agent, TaskError};
+
+/// Where the template is deployed (`deploymentScope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeKind {
+    ResourceGroup,
+    Subscription,
+    ManagementGroup,
+}
+
+/// `action`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    CreateOrUpdate,
+    DeleteResourceGroup,
+}
+
+/// `deploymentMode`, with our extra `WhatIf`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Incremental,
+    Complete,
+    Validation,
+    WhatIf,
+}
+
+/// Where the template and parameters come from (`templateLocation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateInput {
+    /// Patterns, relative to `System.DefaultWorkingDirectory` unless absolute.
+    Files {
+        template: String,
+        parameters: Option<String>,
+    },
+    Links {
+        template: String,
+        parameters: Option<String>,
+    },
+}
+
+/// Everything the task was asked to do.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub connection: String,
+    pub scope: ScopeKind,
+    /// The `subscriptionName`/`subscriptionId` input; empty → the connection's.
+    pub subscription: Option<String>,
+    pub action: Action,
+    pub resource_group: Option<String>,
+    pub location: Option<String>,
+    pub template: TemplateInput,
+    pub overrides: String,
+    pub mode: Mode,
+    /// The mode a what-if previews (`whatIfDeploymentMode`): `Complete` shows deletions.
+    pub what_if_complete: bool,
+    pub deployment_name: Option<String>,
+    pub outputs_prefix: Option<String>,
+    pub add_spn_to_environment: bool,
+    pub use_without_json: bool,
+    pub timeout: Option<Duration>,
+    /// `System.DefaultWorkingDirectory`.
+    pub root: PathBuf,
+}
+
+/// The first non-empty input among a name and its aliases. The agent exports an input under
+/// its canonical name whatever name the YAML used; the aliases are read too so that a runner
+/// that passes YAML names through still works.
+fn input_any(agent: &Agent, names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| agent.input(n))
+}
+
+fn squash(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+fn pick<T: Copy>(
+    agent: &Agent,
+    name: &str,
+    default: T,
+    options: &[(&str, T)],
+) -> Result<T, TaskError> {
+    let Some(raw) = agent.input(name) else {
+        return Ok(default);
+    };
+    let wanted = squash(&raw);
+    options
+        .iter()
+        .find(|(label, _)| squash(label) == wanted)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let allowed: Vec<String> = options.iter().map(|(l, _)| format!("'{l}'")).collect();
+            TaskError::new(format!(
+                "input '{name}' is '{raw}', which is not one of {}",
+                allowed.join(", ")
+            ))
+        })
+}
+
+/// The agent turns an empty `filePath` input into `System.DefaultWorkingDirectory` itself;
+/// that value means "not given" (task-lib's `filePathSupplied`).
+fn file_input(agent: &Agent, name: &str, root: &Path) -> Option<String> {
+    let value = agent.input(name)?;
+    let trimmed = value.trim_end_matches(['/', '\\']);
+    if Path::new(trimmed) == root || trimmed.is_empty() {
+        return None;
+    }
+    Some(value)
+}
+
+impl Inputs {
+    pub fn from_agent(agent: &Agent) -> Result<Inputs, TaskError> {
+        let connection = input_any(agent, &["ConnectedServiceName", "azureResourceManagerConnection", "azureSubscription"])
+            .ok_or_else(|| TaskError::new("input 'Azure Resource Manager connection' (ConnectedServiceName, alias azureSubscription or azureResourceManagerConnection) is required but empty: name an AzureRM service connection"))?;
+        let scope = pick(
+            agent,
+            "deploymentScope",
+            ScopeKind::ResourceGroup,
+            &[
+                ("Resource Group", ScopeKind::ResourceGroup),
+                ("Subscription", ScopeKind::Subscription),
+                ("Management Group", ScopeKind::ManagementGroup),
+            ],
+        )?;
+        let action = pick(
+            agent,
+            "action",
+            Action::CreateOrUpdate,
+            &[
+                ("Create Or Update Resource Group", Action::CreateOrUpdate),
+                ("DeleteRG", Action::DeleteResourceGroup),
+            ],
+        )?;
+        let mode = pick(
+            agent,
+            "deploymentMode",
+            Mode::Incremental,
+            &[
+                ("Incremental", Mode::Incremental),
+                ("Complete", Mode::Complete),
+                ("Validation", Mode::Validation),
+                ("WhatIf", Mode::WhatIf),
+                ("What-if", Mode::WhatIf),
+            ],
+        )?;
+        #[derive(Clone, Copy, PartialEq)]
+        enum Location {
+            Artifact,
+            Url,
+        }
+        let location_kind = pick(
+            agent,
+            "templateLocation",
+            Location::Artifact,
+            &[
+                ("Linked artifact", Location::Artifact),
+                ("URL of the file", Location::Url),
+            ],
+        )?;
+        let root = agent
+            .variable("System.DefaultWorkingDirectory")
+            .map(PathBuf::from)
+            .or_else(|| std::env::current_dir().ok())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let deploying = scope != ScopeKind::ResourceGroup || action == Action::CreateOrUpdate;
+        let template = match location_kind {
+            Location::Artifact => TemplateInput::Files {
+                template: match file_input(agent, "csmFile", &root) {
+                    Some(t) => t,
+                    None if deploying => {
+                        return Err(TaskError::new("input 'Template' (csmFile) is required but empty: give the path or a pattern of the ARM template"))
+                    }
+                    None => String::new(),
+                },
+                parameters: file_input(agent, "csmParametersFile", &root),
+            },
+            Location::Url => TemplateInput::Links {
+                template: match agent.input("csmFileLink") {
+                    Some(t) => t,
+                    None if deploying => {
+                        return Err(TaskError::new("input 'Template link' (csmFileLink) is required but empty when the template location is 'URL of the file'"))
+                    }
+                    None => String::new(),
+                },
+                parameters: agent.input("csmParametersFileLink"),
+            },
+        };
+        let resource_group = agent.input("resourceGroupName");
+        if scope == ScopeKind::ResourceGroup && resource_group.is_none() {
+            return Err(TaskError::new(
+                "input 'Resource group' (resourceGroupName) is required at resource group scope",
+            ));
+        }
+        let location = agent.input("location");
+        if scope != ScopeKind::ResourceGroup && location.is_none() {
+            return Err(TaskError::new(format!(
+                "input 'Location' (location) is required at {} scope: it is where Azure stores the deployment's metadata",
+                match scope {
+                    ScopeKind::Subscription => "subscription",
+                    _ => "management group",
+                }
+            )));
+        }
+        if mode == Mode::Complete && scope != ScopeKind::ResourceGroup {
+            return Err(TaskError::new(
+                "deployment mode 'Complete' is only supported at resource group scope; use 'Incremental'",
+            ));
+        }
+        #[derive(Clone, Copy, PartialEq)]
+        enum Previewed {
+            Incremental,
+            Complete,
+        }
+        let previewed = pick(
+            agent,
+            "whatIfDeploymentMode",
+            Previewed::Incremental,
+            &[
+                ("Incremental", Previewed::Incremental),
+                ("Complete", Previewed::Complete),
+            ],
+        )?;
+        if mode == Mode::WhatIf
+            && previewed == Previewed::Complete
+            && scope != ScopeKind::ResourceGroup
+        {
+            return Err(TaskError::new(
+                "what-if of deployment mode 'Complete' is only supported at resource group scope; use 'Incremental'",
+            ));
+        }
+        let minutes = agent
+            .int_input_in("timeoutInMinutes", 0..=43_200)?
+            .unwrap_or(0);
+        Ok(Inputs {
+            connection,
+            scope,
+            subscription: input_any(agent, &["subscriptionName", "subscriptionId"]),
+            action,
+            resource_group,
+            location,
+            template,
+            overrides: agent.input("overrideParameters").unwrap_or_default(),
+            mode,
+            what_if_complete: mode == Mode::WhatIf && previewed == Previewed::Complete,
+            deployment_name: agent.input("deploymentName"),
+            outputs_prefix: agent.input("deploymentOutputs"),
+            add_spn_to_environment: agent.bool_input("addSpnToEnvironment", false),
+            use_without_json: agent.bool_input("useWithoutJSON", false),
+            timeout: (minutes > 0).then(|| Duration::from_secs(minutes as u64 * 60)),
+            root,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(vars: &[(&str, &str)]) -> Agent {
+        Agent::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn v2_inputs_of_the_seed() {
+        let a = agent(&[
+            ("SYSTEM_DEFAULTWORKINGDIRECTORY", "/w"),
+            ("INPUT_CONNECTEDSERVICENAME", "conn"),
+            ("INPUT_RESOURCEGROUPNAME", "rg"),
+            ("INPUT_LOCATION", "westeurope"),
+            ("INPUT_CSMFILE", "/w/adf/ARMTemplateForFactory.json"),
+            (
+                "INPUT_CSMPARAMETERSFILE",
+                "/w/adf/ARMTemplateParametersForFactory.json",
+            ),
+            ("INPUT_OVERRIDEPARAMETERS", "-x \"y\""),
+        ]);
+        let i = Inputs::from_agent(&a).unwrap();
+        assert_eq!(i.connection, "conn");
+        assert_eq!(i.scope, ScopeKind::ResourceGroup);
+        assert_eq!(i.action, Action::CreateOrUpdate);
+        assert_eq!(i.mode, Mode::Incremental);
+        assert_eq!(
+            i.template,
+            TemplateInput::Files {
+                template: "/w/adf/ARMTemplateForFactory.json".into(),
+                parameters: Some("/w/adf/ARMTemplateParametersForFactory.json".into())
+            }
+        );
+        assert_eq!(i.timeout, None);
+    }
+
+    #[test]
+    fn aliases_and_defaults() {
+        let a = agent(&[
+            ("SYSTEM_DEFAULTWORKINGDIRECTORY", "/w"),
+            ("INPUT_AZURESUBSCRIPTION", "conn2"),
+            ("INPUT_DEPLOYMENTSCOPE", "Subscription"),
+            ("INPUT_LOCATION", "westeurope"),
+            ("INPUT_CSMFILE", "t.json"),
+            // The agent's rendering of an empty filePath input.
+            ("INPUT_CSMPARAMETERSFILE", "/w"),
+            ("INPUT_SUBSCRIPTIONID", "sub-1"),
+            ("INPUT_DEPLOYMENTMODE", "whatif"),
+            ("INPUT_TIMEOUTINMINUTES", "5"),
+        ]);
+        let i = Inputs::from_agent(&a).unwrap();
+        assert_eq!(i.connection, "conn2");
+        assert_eq!(i.scope, ScopeKind::Subscription);
+        assert_eq!(i.subscription.as_deref(), Some("sub-1"));
+        assert_eq!(i.mode, Mode::WhatIf);
+        assert_eq!(
+            i.template,
+            TemplateInput::Files {
+                template: "t.json".into(),
+                parameters: None
+            }
+        );
+        assert_eq!(i.timeout, Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn errors_name_the_input() {
+        let base = [
+            ("INPUT_CONNECTEDSERVICENAME", "c"),
+            ("INPUT_CSMFILE", "t.json"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut v: Vec<(&str, &str)> = base.to_vec();
+            v.extend_from_slice(extra);
+            Inputs::from_agent(&agent(&v))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(with(&[]).contains("resourceGroupName"));
+        assert!(with(&[("INPUT_DEPLOYMENTSCOPE", "Subscription")]).contains("'Location'"));
+        assert!(with(&[
+            ("INPUT_DEPLOYMENTSCOPE", "Subscription"),
+            ("INPUT_LOCATION", "x"),
+            ("INPUT_DEPLOYMENTMODE", "Complete")
+        ])
+        .contains("only supported at resource group scope"));
+        let e = with(&[
+            ("INPUT_RESOURCEGROUPNAME", "rg"),
+            ("INPUT_DEPLOYMENTMODE", "Fast"),
+        ]);
+        assert!(e.contains("'Fast'") && e.contains("'Incremental'"), "{e}");
+        let e = Inputs::from_agent(&agent(&[("INPUT_RESOURCEGROUPNAME", "rg")]))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ConnectedServiceName"), "{e}");
+        // Deleting a resource group needs no template.
+        let a = agent(&[
+            ("INPUT_CONNECTEDSERVICENAME", "c"),
+            ("INPUT_RESOURCEGROUPNAME", "rg"),
+            ("INPUT_ACTION", "DeleteRG"),
+        ]);
+        assert_eq!(
+            Inputs::from_agent(&a).unwrap().action,
+            Action::DeleteResourceGroup
+        );
+    }
+}

@@ -1,0 +1,1 @@
+console.log("picked Node20_1");
