@@ -13,6 +13,14 @@
 //! DBFS, no archives (DBC/HTML imports are stored and returned as they came),
 //! no `%run`. `GET /emulator/state` (not part of the real API) dumps everything.
 //!
+//! # Authentication
+//!
+//! Every API request needs `Authorization: Bearer <token>`. A token is accepted when it is one
+//! of [`Options::tokens`] or when [`Options::token_check`] says yes; with neither set, any
+//! non-empty token is. `token_check` is how a test accepts Microsoft Entra ID tokens: pass a
+//! closure that asks the Azure emulator whether it issued the token for the Azure Databricks
+//! resource, so a token for another audience, or a made-up one, gets the real 403.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! let emulator = databricks_emulator::Emulator::start(Default::default()).await?;
@@ -50,8 +58,11 @@ pub const DEFAULT_CLUSTER_ID: &str = "0000-000000-emulator";
 /// How the emulator behaves. `Options::default()` is a quiet, fast workspace.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Accepted bearer tokens. Empty: any non-empty bearer token is accepted.
+    /// Accepted bearer tokens. Empty (and no [`Options::token_check`]): any non-empty bearer
+    /// token is accepted.
     pub tokens: Vec<String>,
+    /// Accepts further bearer tokens, in addition to [`Options::tokens`] (see the crate doc).
+    pub token_check: Option<TokenCheck>,
     /// Port to bind on 127.0.0.1; 0 picks a free one.
     pub port: u16,
     /// Added to every API request before it is answered.
@@ -91,6 +102,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             tokens: Vec::new(),
+            token_check: None,
             port: 0,
             latency: Duration::ZERO,
             rate_limits: HashMap::new(),
@@ -108,6 +120,29 @@ impl Default for Options {
             run_fault: None,
             user_name: "emulator@example.com".to_string(),
         }
+    }
+}
+
+/// Decides whether a bearer token is valid, beyond the fixed [`Options::tokens`]; for tokens
+/// another emulator issues (Entra ID), which are not known when the emulator starts.
+#[derive(Clone)]
+pub struct TokenCheck(Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl TokenCheck {
+    /// `accepts(token)` is true when `token` is valid.
+    pub fn new(accepts: impl Fn(&str) -> bool + Send + Sync + 'static) -> TokenCheck {
+        TokenCheck(Arc::new(accepts))
+    }
+
+    /// Whether the check accepts `token`.
+    pub fn accepts(&self, token: &str) -> bool {
+        (self.0)(token)
+    }
+}
+
+impl std::fmt::Debug for TokenCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCheck(..)")
     }
 }
 

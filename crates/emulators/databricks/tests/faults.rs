@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{b64, options, start};
-use databricks_emulator::{DropMode, Emulator, Options};
+use databricks_emulator::{DropMode, Emulator, Options, TokenCheck};
 use serde_json::json;
 
 #[tokio::test]
@@ -57,6 +57,45 @@ async fn authentication_errors_match_the_service() {
         (s, me["userName"].as_str()),
         (200, Some("emulator@example.com"))
     );
+}
+
+/// `token_check` accepts tokens beyond the list; with no list, only what it accepts.
+#[tokio::test]
+async fn a_token_check_adds_to_the_listed_tokens() {
+    let status = |c: &common::Client, token: &'static str| {
+        let request = c
+            .http
+            .get(format!("{}/api/2.0/preview/scim/v2/Me", c.base))
+            .bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let check = TokenCheck::new(|t| t.starts_with("eyJ-issued-"));
+    let (_emu, c) = start(Options {
+        token_check: Some(check.clone()),
+        ..options()
+    })
+    .await;
+    assert_eq!(status(&c, common::TOKEN).await, 200);
+    assert_eq!(status(&c, "eyJ-issued-1").await, 200);
+    assert_eq!(status(&c, "eyJ-made-up").await, 403);
+
+    let (_emu, c) = start(Options {
+        tokens: Vec::new(),
+        token_check: Some(check),
+        ..options()
+    })
+    .await;
+    assert_eq!(status(&c, "eyJ-issued-2").await, 200);
+    assert_eq!(status(&c, "anything").await, 403);
+    let r = c
+        .http
+        .get(format!("{}/api/2.0/workspace/get-status?path=/", c.base))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap();
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["message"], "Invalid access token.");
 }
 
 #[tokio::test]

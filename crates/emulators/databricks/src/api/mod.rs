@@ -148,7 +148,7 @@ async fn authorized(shared: &Shared, request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Bearer-token check.
+/// Bearer-token check: [`crate::Options::tokens`], then [`crate::Options::token_check`].
 ///
 /// Bodies as the real service sends them: no or non-bearer credentials → 401 with
 /// "Credential was not sent or was of an unsupported type for this API." (quoted in
@@ -169,8 +169,11 @@ fn authenticate(shared: &Shared, request: &Request) -> ApiResult<()> {
             "Credential was not sent or was of an unsupported type for this API.",
         ));
     };
-    let tokens = &shared.opts.tokens;
-    if tokens.is_empty() || tokens.iter().any(|t| t == token) {
+    let opts = &shared.opts;
+    let open = opts.tokens.is_empty() && opts.token_check.is_none();
+    let listed = opts.tokens.iter().any(|t| t == token);
+    let checked = || opts.token_check.as_ref().is_some_and(|c| c.accepts(token));
+    if open || listed || checked() {
         Ok(())
     } else {
         Err(ApiError::new(
