@@ -484,49 +484,9 @@ impl Workspace {
     }
 }
 
-/// A deterministic idempotency token (≤ 64 characters) from the parts that identify one
-/// attempt of one pipeline step, e.g. plan id, job id, step name and attempt number: the same
-/// parts give the same token, so a retried or replayed submit finds the run it started.
-/// `azdo-` and 32 hex digits (two 64-bit FNV-1a hashes of the parts).
-pub fn idempotency_token(parts: &[&str]) -> String {
-    fn fnv1a(seed: u64, parts: &[&str]) -> u64 {
-        let mut hash = seed;
-        for part in parts {
-            // Length first, so ["ab", "c"] and ["a", "bc"] differ.
-            for byte in (part.len() as u64)
-                .to_le_bytes()
-                .iter()
-                .chain(part.as_bytes())
-            {
-                hash ^= u64::from(*byte);
-                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        }
-        hash
-    }
-    format!(
-        "azdo-{:016x}{:016x}",
-        fnv1a(0xcbf2_9ce4_8422_2325, parts),
-        fnv1a(0x84222325_cbf29ce4, parts)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn idempotency_tokens_are_stable_short_and_distinct() {
-        let a = idempotency_token(&["plan-1", "job-1", "execute", "1"]);
-        assert_eq!(a, idempotency_token(&["plan-1", "job-1", "execute", "1"]));
-        assert_eq!(a.len(), 37);
-        assert!(a.len() <= MAX_IDEMPOTENCY_TOKEN);
-        assert_ne!(a, idempotency_token(&["plan-1", "job-1", "execute", "2"]));
-        assert_ne!(
-            idempotency_token(&["ab", "c"]),
-            idempotency_token(&["a", "bc"])
-        );
-    }
 
     #[test]
     fn states_parse_known_and_unknown_words() {

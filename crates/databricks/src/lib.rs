@@ -15,7 +15,7 @@
 //! - workspace: `import`, `mkdirs`, `list`, `walk`, `get_status`, `export`, `delete`,
 //!   `check_credentials`;
 //! - jobs: `submit_run`, `get_run`, `wait_run`, `get_run_output`, `cancel_run`, `create_job`,
-//!   `run_now` (and [`idempotency_token`] to make submits safe to replay);
+//!   `run_now` (a submit carrying an idempotency token is safe to replay);
 //! - clusters: `get_cluster`, `start_cluster`, `wait_cluster_running`;
 //! - local files: [`import_format_for_file`], [`has_notebook_header`], [`notebook_language`].
 //!
@@ -50,8 +50,8 @@ pub use error::Error;
 pub use files::{has_notebook_header, import_format_for_file, notebook_language, FileImport};
 pub use host::normalize_host;
 pub use jobs::{
-    idempotency_token, Compute, CreateJob, JobId, LifeCycleState, NotebookOutput, ResultState, Run,
-    RunId, RunOutput, RunState, SubmitRun, TaskRun, SUBMIT_TASK_KEY,
+    Compute, CreateJob, JobId, LifeCycleState, NotebookOutput, ResultState, Run, RunId, RunOutput,
+    RunState, SubmitRun, TaskRun, SUBMIT_TASK_KEY,
 };
 pub use workspace::{
     CurrentUser, ExportFormat, ImportFormat, Language, ObjectInfo, ObjectType, MAX_IMPORT_BYTES,

@@ -140,13 +140,15 @@ impl Interpreter {
         // Secrets first, so that the debug echo below is masked too.
         let secret_value = match event.as_str() {
             "setsecret" if area == "task" => Some(c.data.clone()),
-            "setvariable" if area == "task" && c.flag("issecret") => Some(c.data.clone()),
+            "setvariable" | "settaskvariable" if area == "task" && c.flag("issecret") => {
+                Some(c.data.clone())
+            }
             _ => None,
         };
+        // Masked even when the command is then rejected (a multi-line secret): the raw line
+        // still reaches the debug echo and the step's log file.
         if let Some(v) = secret_value {
-            if !(event == "setvariable" && v.contains(['\n', '\r'])) {
-                masker.add(&v);
-            }
+            masker.add(&v);
         }
         if self.debug {
             out.push(Shown::Debug(format!(

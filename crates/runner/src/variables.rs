@@ -170,7 +170,14 @@ impl Masker {
             if piece.is_empty() {
                 continue;
             }
-            for form in [json_escaped(&piece), url_encoded(&piece), piece] {
+            // The logging-command form too (`%` → `%AZP25`), as the raw line carries it.
+            let command_escaped = piece.replace('%', "%AZP25");
+            for form in [
+                json_escaped(&piece),
+                url_encoded(&piece),
+                command_escaped,
+                piece,
+            ] {
                 if !self.secrets.contains(&form) {
                     self.secrets.push(form);
                 }

@@ -72,6 +72,18 @@ pub fn format(command: &str, properties: &[(&str, &str)], message: &str) -> Stri
     line
 }
 
+/// Makes text that did not come from the task itself (a notebook's output, an error trace, a
+/// server's message) safe to print as plain log lines: the agent runs a logging command found
+/// anywhere in a line of output, so `##vso[` and the display prefix `##[` get a space after
+/// the `##`. Without this, a notebook printing `##vso[task.setvariable …]` would set pipeline
+/// variables.
+pub fn neutralize(text: &str) -> String {
+    if !text.contains("##") {
+        return text.to_owned();
+    }
+    text.replace("##vso[", "## vso[").replace("##[", "## [")
+}
+
 /// A parsed logging command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
@@ -383,6 +395,15 @@ mod tests {
         assert_eq!(parse("##vso[single]x"), None);
         assert_eq!(parse("##vso[a.b.c]x"), None);
         assert_eq!(parse("##[group]title"), None);
+    }
+
+    #[test]
+    fn neutralized_text_holds_no_command() {
+        let hostile = "ok\n##vso[task.setvariable variable=x]y\nnext ##[error]fake";
+        let safe = neutralize(hostile);
+        assert!(safe.lines().all(|l| parse(l).is_none()), "{safe}");
+        assert!(!safe.contains("##["));
+        assert_eq!(neutralize("plain # text"), "plain # text");
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl AgentSubscriber {
         Some(match level {
             Level::ERROR => line::log_issue(IssueType::Error, &message, &IssueSource::default()),
             Level::WARN => line::log_issue(IssueType::Warning, &message, &IssueSource::default()),
-            Level::INFO => message,
+            Level::INFO => crate::command::neutralize(&message),
             _ if self.debug => line::debug(&message),
             _ => return None,
         })

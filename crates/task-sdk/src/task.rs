@@ -174,9 +174,10 @@ pub mod out {
     use crate::command::{line, TaskResult};
     use crate::secrets;
 
-    /// A plain log line, masked.
+    /// Plain log lines, masked, with any logging command in them made inert (the text may
+    /// come from a notebook or a server; see [`crate::command::neutralize`]).
     pub fn info(text: &str) {
-        print_line(&secrets::mask(text));
+        print_line(&crate::command::neutralize(&secrets::mask(text)));
     }
 
     /// Sets a job variable for later steps; a secret is registered before it is printed.
@@ -225,7 +226,9 @@ pub mod out {
 
     /// Opens a collapsible section; close it with [`end_group`].
     pub fn group(title: &str) {
-        print_line(&line::group(&secrets::mask(title)));
+        print_line(&line::group(&crate::command::neutralize(&secrets::mask(
+            title,
+        ))));
     }
 
     pub fn end_group() {

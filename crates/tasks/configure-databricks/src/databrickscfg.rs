@@ -68,20 +68,17 @@ pub fn write_profile(path: &Path, profile: &str, host: &str, token: &str) -> std
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".databrickscfg.{}.tmp", std::process::id()));
     let result = (|| {
+        // A leftover from a crashed run is removed; `create_new` then refuses anything
+        // (a file or a planted symlink) that appears at the name in between.
+        let _ = std::fs::remove_file(&tmp);
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
+        options.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
         let mut file = options.open(&tmp)?;
-        #[cfg(unix)]
-        {
-            // An old temp file keeps its mode through `create`: set it explicitly.
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
         file.write_all(content.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)

@@ -177,12 +177,13 @@ impl Connection {
             }));
         };
         task_sdk::secrets::register(&token);
+        // `checked_add`: the variable can be set by anyone; an absurd value must not panic.
         let kind = match agent
             .variable(TOKEN_EXPIRES_VARIABLE)
             .and_then(|v| v.trim().parse::<u64>().ok())
+            .and_then(|secs| UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
         {
-            Some(secs) => {
-                let expires_on = UNIX_EPOCH + Duration::from_secs(secs);
+            Some(expires_on) => {
                 check_expiry(expires_on, now)?;
                 CredentialKind::EntraVariable { expires_on }
             }
@@ -347,6 +348,13 @@ mod tests {
         let before = UNIX_EPOCH + Duration::from_secs(1_700_000_000 - 3600);
         let c = Connection::resolve_at(&agent(&vars), &http(), before).unwrap();
         assert!(matches!(c.kind, CredentialKind::EntraVariable { .. }));
+        let absurd = [
+            ("DATABRICKS_HOST", "https://adb-1.azuredatabricks.net"),
+            ("SECRET_DATABRICKS_TOKEN", "eyJ-entra-token"),
+            ("DATABRICKS_TOKENEXPIRESON", "18446744073709551615"),
+        ];
+        let c = Connection::resolve_at(&agent(&absurd), &http(), before).unwrap();
+        assert_eq!(c.kind, CredentialKind::TokenVariable);
     }
 
     #[test]

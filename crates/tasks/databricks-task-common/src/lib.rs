@@ -12,6 +12,11 @@
 //! `task_sdk::out`.
 
 pub mod connection;
+
+/// The job variable `executenotebook` sets with the run id and `waitexecution` reads, named
+/// as the old marketplace tasks named it so that scripts reading it keep working.
+pub const RUN_ID_VARIABLE: &str = "AZDO_DATABRICKS_RUNID";
+
 pub mod idempotency;
 pub mod wait;
 

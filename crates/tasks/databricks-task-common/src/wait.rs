@@ -167,7 +167,12 @@ pub async fn poll_until_end(
                     conn.host
                 )))
             }
-            Err(e) if is_transient(&e) => {
+            // Once the run was seen, the host resolves: a failed DNS lookup now is a network
+            // blip like any other, and must not end the wait.
+            Err(e)
+                if is_transient(&e)
+                    || (last_state.is_some() && matches!(e, Error::Transport(_))) =>
+            {
                 if failing_since.is_none() {
                     out::warning(&format!(
                         "checking run {run_id} failed ({e}); still waiting"
@@ -240,7 +245,7 @@ pub async fn report(ws: &Workspace, run: &Run) -> Result<(), TaskError> {
                         ""
                     };
                     out::info(&format!("Notebook exit value{cut}: {value}"));
-                    out::set_output("notebookResult", &value, false);
+                    out::set_output("notebookResult", variable_value(&value), false);
                 }
             }
         }
@@ -316,8 +321,41 @@ pub async fn wait_and_report(
     }
 }
 
+/// The largest output variable we set. Later steps receive variables as environment
+/// variables, and Linux refuses to start a process with one over 128 KiB, so a larger exit
+/// value (Databricks allows 5 MB) would break every later step of the job.
+const MAX_VARIABLE_BYTES: usize = 32 * 1024;
+
+/// `value`, cut at [`MAX_VARIABLE_BYTES`] on a character boundary, with a warning when cut.
+fn variable_value(value: &str) -> &str {
+    if value.len() <= MAX_VARIABLE_BYTES {
+        return value;
+    }
+    let mut end = MAX_VARIABLE_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    out::warning(&format!(
+        "the notebook's exit value is {} bytes; the output variable notebookResult holds its first {end} bytes (later steps receive variables as environment variables, which cannot hold more). Write large results to a file or a table and exit with its location",
+        value.len()
+    ));
+    &value[..end]
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn large_exit_values_are_cut_for_the_output_variable() {
+        let small = "done";
+        assert_eq!(super::variable_value(small), "done");
+        let big = "é".repeat(super::MAX_VARIABLE_BYTES);
+        let cut = super::variable_value(&big);
+        assert!(
+            cut.len() <= super::MAX_VARIABLE_BYTES && cut.len() > super::MAX_VARIABLE_BYTES - 4
+        );
+        assert!(big.starts_with(cut));
+    }
+
     use super::*;
 
     #[test]

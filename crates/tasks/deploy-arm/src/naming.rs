@@ -51,10 +51,9 @@ pub fn timestamp(now: SystemTime) -> String {
 /// first `.`, whitespace removed, at most 40 characters, then `-YYYYMMDD-HHMMSS-xxxx`; if
 /// that is not a valid name, `deployment-YYYYMMDD-HHMMSS-xxxx`.
 pub fn generate_deployment_name(template_source: &str, now: SystemTime, unique: &str) -> String {
-    let base = template_source
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default();
+    // A URL's query (a SAS token) and fragment are not part of the file name.
+    let path = template_source.split(['?', '#']).next().unwrap_or_default();
+    let base = path.rsplit(['/', '\\']).next().unwrap_or_default();
     let stem: String = base
         .split('.')
         .next()
@@ -108,6 +107,10 @@ mod tests {
         assert_eq!(
             generate_deployment_name("https://x.blob/c/azuredeploy.json?sv=1&sig=abc", t, "0000"),
             "azuredeploy-20240229-134507-0000"
+        );
+        assert_eq!(
+            generate_deployment_name("https://x.blob/c/template?sv=1&sig=a/b", t, "0000"),
+            "template-20240229-134507-0000"
         );
         let long = format!("/w/{}.json", "x".repeat(60));
         let name = generate_deployment_name(&long, t, "0000");

@@ -25,7 +25,12 @@ pub enum OverrideError {
         context: String,
     },
     #[error("overrideParameters: the value '{value}' has no parameter name before it{after}; write `-name value`, and quote values that contain spaces: -name \"two words\"")]
-    ValueWithoutName { value: String, after: String },
+    ValueWithoutName {
+        value: String,
+        after: String,
+        /// The parameter whose value it follows, so that `apply` can hide a secure one's.
+        follows: Option<String>,
+    },
     #[error("overrideParameters: the value of parameter '{name}' runs over a line break; parameters are separated by spaces, not lines: put the overrides on one line (in YAML, fold them with `>`)")]
     LineBreak { name: String },
     #[error(
@@ -265,6 +270,7 @@ pub fn parse(input: &str) -> Result<Vec<RawOverride>, OverrideError> {
                     return Err(OverrideError::ValueWithoutName {
                         value: tok.text,
                         after,
+                        follows: out.last().map(|o| o.name.clone()),
                     });
                 }
             }
@@ -437,7 +443,25 @@ pub fn apply(
     spn: Option<ServicePrincipal<'_>>,
 ) -> Result<Applied, OverrideError> {
     let mut applied = Applied::default();
-    for raw in parse(input)? {
+    // A stray token after a secure parameter is most likely part of its value (an unquoted
+    // secret with a space): never show it.
+    let parsed = parse(input).map_err(|e| match e {
+        OverrideError::ValueWithoutName {
+            after,
+            follows: Some(follows),
+            ..
+        } if declared_type(template, &follows)
+            .is_some_and(|t| t.to_ascii_lowercase().starts_with("secure")) =>
+        {
+            OverrideError::ValueWithoutName {
+                value: "(hidden)".into(),
+                after,
+                follows: Some(follows),
+            }
+        }
+        other => other,
+    })?;
+    for raw in parsed {
         let declared =
             declared_type(template, &raw.name).ok_or_else(|| unknown(template, &raw.name))?;
         let mut value = raw.value;

@@ -482,15 +482,10 @@ pub async fn deploy(
     Ok(report)
 }
 
-/// Deletes what the workspace has under the target that the source does not: the topmost
-/// such object of each branch (a folder goes with its content).
-async fn clean(
-    ws: &Workspace,
-    opts: &Options,
-    items: &[Item],
-    remote: &Remote,
-    report: &mut Report,
-) -> Result<(), TaskError> {
+/// The workspace objects (relative paths) that the source does not have: the topmost such
+/// object of each branch (a folder goes with its content). What a `.dbc` archive imported
+/// (a folder of notebooks) counts as in the source.
+fn not_in_source<'a>(items: &[Item], objects: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut keep: BTreeSet<&str> = BTreeSet::new();
     keep.insert(manifest::FILE_NAME);
     for item in items {
@@ -501,11 +496,13 @@ async fn clean(
             keep.insert(rel);
         }
     }
-    let mut extra: Vec<&str> = remote
-        .objects
-        .keys()
-        .map(String::as_str)
-        .filter(|rel| !keep.contains(rel))
+    let archives: Vec<String> = items
+        .iter()
+        .filter(|i| i.kind == ImportFormat::Dbc)
+        .map(|i| format!("{}/", i.target_rel))
+        .collect();
+    let mut extra: Vec<&str> = objects
+        .filter(|rel| !keep.contains(rel) && !archives.iter().any(|a| rel.starts_with(a)))
         .collect();
     extra.sort_unstable();
     let mut topmost: Vec<&str> = Vec::new();
@@ -514,6 +511,19 @@ async fn clean(
             topmost.push(rel);
         }
     }
+    topmost
+}
+
+/// Deletes what the workspace has under the target that the source does not: the topmost
+/// such object of each branch (a folder goes with its content).
+async fn clean(
+    ws: &Workspace,
+    opts: &Options,
+    items: &[Item],
+    remote: &Remote,
+    report: &mut Report,
+) -> Result<(), TaskError> {
+    let topmost = not_in_source(items, remote.objects.keys().map(String::as_str));
     if topmost.is_empty() {
         return Ok(());
     }
@@ -599,6 +609,38 @@ mod tests {
         assert_eq!(plan["/t/d"], "/t/d");
         let distinct: BTreeSet<&String> = plan.values().collect();
         assert_eq!(distinct.len(), 3);
+    }
+
+    #[test]
+    fn clean_keeps_the_source_and_what_an_archive_imported() {
+        let item = |rel: &str, kind| Item {
+            local: PathBuf::new(),
+            source_rel: rel.to_owned(),
+            target_rel: rel.to_owned(),
+            kind,
+            size: 0,
+            hash: String::new(),
+        };
+        let items = [
+            item("a/nb", ImportFormat::Source(databricks::Language::Python)),
+            item("arch", ImportFormat::Dbc),
+        ];
+        let objects = [
+            "a",
+            "a/nb",
+            "a/old",
+            "gone",
+            "gone/x",
+            "arch",
+            "arch/inner",
+            "arch/inner/nb",
+            "archive2",
+            manifest::FILE_NAME,
+        ];
+        assert_eq!(
+            not_in_source(&items, objects.into_iter()),
+            vec!["a/old", "archive2", "gone"]
+        );
     }
 
     #[test]

@@ -105,9 +105,9 @@ pub struct Scan {
 /// Why the source cannot be deployed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    #[error("the notebooks folder '{0}' does not exist: check the path and that the artifact was downloaded or the repository checked out")]
+    #[error("input 'Notebooks folder' (notebooksFolderPath): '{0}' does not exist: check the path and that the artifact was downloaded or the repository checked out")]
     Missing(PathBuf),
-    #[error("the notebooks folder '{0}' is a file, not a folder")]
+    #[error("input 'Notebooks folder' (notebooksFolderPath): '{0}' is a file, not a folder: give the folder that holds the notebooks")]
     NotAFolder(PathBuf),
     #[error("cannot read '{path}': {source}")]
     Io {
@@ -115,7 +115,9 @@ pub enum ScanError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the notebooks folder '{folder}' has nothing to deploy{hint}")]
+    #[error(
+        "input 'Notebooks folder' (notebooksFolderPath): '{folder}' has nothing to deploy{hint}"
+    )]
     Empty { folder: PathBuf, hint: String },
     #[error("{} file(s) are over the workspace's 10 MB import limit; nothing was uploaded:\n{}", .0.len(), .0.iter().map(|(p, s)| format!("  {p} ({:.1} MB)", *s as f64 / 1_048_576.0)).collect::<Vec<_>>().join("\n"))]
     TooLarge(Vec<(String, u64)>),

@@ -15,8 +15,7 @@ use databricks_task_common::wait::{wait_and_report, WaitOptions};
 use databricks_task_common::{explain, Connection};
 use task_sdk::{out, Agent, TaskContext, TaskError};
 
-/// The job variable the old task set and `waitexecution` reads.
-pub const RUN_ID_VARIABLE: &str = "AZDO_DATABRICKS_RUNID";
+pub use databricks_task_common::RUN_ID_VARIABLE;
 
 /// Where the run goes, from the inputs: exactly one of a cluster id, a new-cluster spec, or
 /// serverless.
@@ -115,10 +114,16 @@ pub async fn run(ctx: TaskContext) -> Result<(), TaskError> {
         timeout_seconds: None,
         idempotency_token: run_token(agent, &fingerprint),
     };
-    let run_id: RunId = ws
-        .submit_run(&request)
-        .await
-        .map_err(|e| explain(&conn, e).context_for(&notebook))?;
+    let run_id: RunId = ws.submit_run(&request).await.map_err(|e| {
+        let hint = match &request.compute {
+            Compute::ExistingCluster(_) if e.is_not_found() => {
+                ". Check 'Cluster ID' (existingClusterId): it must be the ID of a cluster of this workspace, as in the cluster page's URL (…/clusters/<cluster id>)"
+            }
+            _ => "",
+        };
+        let e = explain(&conn, e).context_for(&notebook);
+        TaskError::new(format!("{}{hint}", e.message()))
+    })?;
     out::set_variable(RUN_ID_VARIABLE, &run_id.to_string(), false);
     out::set_output("runId", &run_id.to_string(), false);
     let page = match ws.get_run(run_id).await {

@@ -9,8 +9,7 @@ use databricks_task_common::wait::{wait_and_report, WaitOptions};
 use databricks_task_common::Connection;
 use task_sdk::{out, Agent, TaskContext, TaskError};
 
-/// The job variable `executenotebook` sets.
-pub const RUN_ID_VARIABLE: &str = "AZDO_DATABRICKS_RUNID";
+pub use databricks_task_common::RUN_ID_VARIABLE;
 
 /// The run to wait for: the input, else the variable.
 pub fn run_id(agent: &Agent) -> Result<RunId, TaskError> {
