@@ -260,20 +260,7 @@ impl<'a> Engine<'a> {
             |s| s.depends_on.as_slice(),
         );
         for stage in stage_refs {
-            let deps: Vec<(String, Outcome)> = stage
-                .depends_on
-                .iter()
-                .map(|d| {
-                    (
-                        d.clone(),
-                        stage_outcomes
-                            .iter()
-                            .find(|(n, _)| n.eq_ignore_ascii_case(d))
-                            .map(|(_, o)| *o)
-                            .unwrap_or(Outcome::Skipped),
-                    )
-                })
-                .collect();
+            let deps = dependency_outcomes(&stage.depends_on, &stage_outcomes);
             let vars = self.scope_variables(pipeline, Some(stage), None);
             let scope = DependencyScope {
                 vars: &vars,
@@ -343,20 +330,7 @@ impl<'a> Engine<'a> {
             |j| j.name.as_str(),
             |j| j.depends_on.as_slice(),
         ) {
-            let deps: Vec<(String, Outcome)> = job
-                .depends_on
-                .iter()
-                .map(|d| {
-                    (
-                        d.clone(),
-                        outcomes
-                            .iter()
-                            .find(|(n, _)| n.eq_ignore_ascii_case(d))
-                            .map(|(_, o)| *o)
-                            .unwrap_or(Outcome::Skipped),
-                    )
-                })
-                .collect();
+            let deps = dependency_outcomes(&job.depends_on, &outcomes);
             let vars = self.scope_variables(pipeline, Some(stage), Some(job));
             let scope = DependencyScope {
                 vars: &vars,
@@ -1419,4 +1393,23 @@ fn git_branch(dir: &Path) -> Option<String> {
 
 fn git_head(dir: &Path) -> Option<String> {
     git_output(dir, &["rev-parse", "HEAD"])
+}
+
+/// The outcome of each stage or job named in `depends_on` (names compare case-insensitively,
+/// as on the service); one that has not run counts as skipped.
+fn dependency_outcomes(
+    depends_on: &[String],
+    outcomes: &[(String, Outcome)],
+) -> Vec<(String, Outcome)> {
+    depends_on
+        .iter()
+        .map(|d| {
+            let outcome = outcomes
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(d))
+                .map(|(_, o)| *o)
+                .unwrap_or(Outcome::Skipped);
+            (d.clone(), outcome)
+        })
+        .collect()
 }
