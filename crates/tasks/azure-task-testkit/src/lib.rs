@@ -3,8 +3,10 @@
 //! service connection and the agent's variables — and reads its stdout as logging commands.
 //! Not shipped: a dev-dependency only.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use azure_emulator::{Emulator, Options, Scheme};
 use task_sdk::command::{self, Command as LogCommand};
@@ -116,6 +118,45 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Reads `child`'s output until a line contains `marker` (within 60 s), lets `pause` pass,
+    /// then sends SIGTERM as the agent does when the pipeline is cancelled, and returns what
+    /// the task printed in all.
+    pub fn terminated_after(mut child: Child, marker: &str, pause: Duration) -> Outcome {
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut seen = String::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
+                panic!("the task never printed '{marker}':\n{seen}");
+            }
+            seen.push_str(&line);
+            if line.contains(marker) {
+                break;
+            }
+        }
+        std::thread::sleep(pause);
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM failed");
+        reader.read_to_string(&mut seen).unwrap();
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr is piped")
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let status = child.wait().unwrap();
+        Outcome::from_output(std::process::Output {
+            status,
+            stdout: seen.into_bytes(),
+            stderr: stderr.into_bytes(),
+        })
+    }
+
     pub fn from_output(output: std::process::Output) -> Outcome {
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();

@@ -2,8 +2,7 @@
 
 use azure_task_testkit as common;
 
-use std::io::{BufRead, BufReader};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use azure_emulator::{Options, Scheme};
 use common::{Env, Outcome, CONNECTION};
@@ -801,47 +800,16 @@ fn sigterm_cancels_the_running_deployment() {
     };
     let env = Env::with_options(Scheme::ServicePrincipal, options);
     env.write("template.json", storage_template(None).to_string());
-    let mut child = env.spawn(
+    let child = env.spawn(
         BIN,
         &rg_inputs(&[
             ("overrideParameters", "-name stcancel"),
             ("deploymentName", "to-cancel"),
         ]),
     );
-    let stdout = child.stdout.take().unwrap();
-    let mut reader = BufReader::new(stdout);
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
-            panic!("the deployment never started waiting:\n{seen}");
-        }
-        seen.push_str(&line);
-        if line.contains("Waiting for deployment") {
-            break;
-        }
-    }
     // Let one poll happen, then cancel as the agent does.
-    std::thread::sleep(Duration::from_millis(1500));
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
-    let stderr = {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut s).unwrap();
-        s
-    };
-    let status = child.wait().unwrap();
-    let out = Outcome::from_output(std::process::Output {
-        status,
-        stdout: format!("{seen}{rest}").into_bytes(),
-        stderr: stderr.into_bytes(),
-    });
+    let out =
+        Outcome::terminated_after(child, "Waiting for deployment", Duration::from_millis(1500));
     assert!(out.failed(), "{}", out.dump());
     assert!(out.failure().contains("cancel"), "{}", out.failure());
     let deployment = env.emulator.state()["deployments"]

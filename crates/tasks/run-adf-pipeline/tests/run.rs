@@ -2,8 +2,7 @@
 
 use azure_task_testkit as common;
 
-use std::io::{BufRead, BufReader};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use azure_emulator::{Options, Scheme, SeedFactory, SeedPipeline};
 use common::{Env, Outcome, CONNECTION};
@@ -219,36 +218,8 @@ fn unknown_pipeline_and_bad_parameters_fail_clearly() {
 #[test]
 fn sigterm_cancels_the_run() {
     let env = Env::with_options(Scheme::ServicePrincipal, options(100_000, 1));
-    let mut child = env.spawn(BIN, &inputs("data-ingestion-pipeline", &[]));
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
-            panic!("the run never started:\n{seen}");
-        }
-        seen.push_str(&line);
-        if line.contains("is Queued") {
-            break;
-        }
-    }
-    std::thread::sleep(Duration::from_millis(1200));
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    let status = child.wait().unwrap();
-    let out = Outcome::from_output(std::process::Output {
-        status,
-        stdout: format!("{seen}{rest}").into_bytes(),
-        stderr: stderr.into_bytes(),
-    });
+    let child = env.spawn(BIN, &inputs("data-ingestion-pipeline", &[]));
+    let out = Outcome::terminated_after(child, "is Queued", Duration::from_millis(1200));
     assert!(out.failed(), "{}", out.dump());
     assert!(out.failure().contains("cancel"), "{}", out.failure());
     let all = runs(&env);
