@@ -300,7 +300,7 @@ impl Credential {
         };
         let authority = Url::parse(&conn.authority_url)
             .ok()
-            .filter(secure_or_loopback)
+            .filter(task_sdk::http::is_secure_or_loopback)
             .ok_or_else(|| {
                 invalid(
                     "authority URL (environmentAuthorityUrl; https required)",
@@ -381,21 +381,6 @@ impl Credential {
     }
 }
 
-/// https, or http to a loopback host (the emulators): a client secret never crosses the
-/// network in the clear.
-fn secure_or_loopback(url: &Url) -> bool {
-    match url.scheme() {
-        "https" => true,
-        "http" => match url.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        },
-        _ => false,
-    }
-}
-
 /// Masks registered secrets and `own` ones.
 fn scrub(text: &str, own: &[&str]) -> String {
     let mut out = task_sdk::secrets::mask(text);
@@ -451,7 +436,7 @@ mod tests {
 
     #[test]
     fn authorities_must_be_https_except_on_loopback() {
-        let ok = |u: &str| secure_or_loopback(&Url::parse(u).unwrap());
+        let ok = |u: &str| task_sdk::http::is_secure_or_loopback(&Url::parse(u).unwrap());
         assert!(ok("https://login.microsoftonline.com/"));
         assert!(ok("http://127.0.0.1:8443/"));
         assert!(ok("http://localhost:1/"));

@@ -38,7 +38,7 @@ pub fn normalize_host(input: &str) -> Result<String, Error> {
             "it contains credentials; put the token in the token field, not in the URL",
         ));
     }
-    let loopback = is_loopback(&host);
+    let loopback = task_sdk::http::is_loopback(&url);
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
@@ -57,10 +57,6 @@ pub fn normalize_host(input: &str) -> Result<String, Error> {
         Some(port) => format!("{}://{host}:{port}", url.scheme()),
         None => format!("{}://{host}", url.scheme()),
     })
-}
-
-fn is_loopback(host: &str) -> bool {
-    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
 }
 
 /// Drops any `user:password@` part before a URL goes into a message.

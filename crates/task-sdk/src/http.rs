@@ -97,6 +97,27 @@ impl HttpSettings {
     }
 }
 
+/// Whether `url` names a loopback host: 127.0.0.1, `[::1]` or `localhost`, where the
+/// emulators run.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        None => false,
+    }
+}
+
+/// The project's rule for service URLs: https, or http to a loopback host only, so that a
+/// credential never crosses the network in the clear.
+pub fn is_secure_or_loopback(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => is_loopback(url),
+        _ => false,
+    }
+}
+
 /// `azdo-data-tasks/<version> (<task>)`.
 pub fn user_agent(task: &str, version: &str) -> String {
     format!("{EXTENSION}/{version} ({task})")
@@ -204,6 +225,18 @@ mod tests {
         assert_eq!(s.ca_file, Some(PathBuf::from("/etc/ca.pem")));
         assert_eq!(s.user_agent, "azdo-data-tasks/0.1.0 (deploynotebooks)");
         assert_eq!(crate::secrets::mask("proxy-pass-77"), "***");
+    }
+
+    #[test]
+    fn https_or_loopback_only() {
+        let ok = |u: &str| is_secure_or_loopback(&url::Url::parse(u).unwrap());
+        assert!(ok("https://adb-1.2.azuredatabricks.net"));
+        assert!(ok("http://127.0.0.1:8080"));
+        assert!(ok("http://[::1]:8080"));
+        assert!(ok("http://LOCALHOST/x"));
+        assert!(!ok("http://127.0.0.2"));
+        assert!(!ok("http://login.microsoftonline.com/"));
+        assert!(!ok("ftp://127.0.0.1/"));
     }
 
     #[test]
