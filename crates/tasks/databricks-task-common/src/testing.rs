@@ -269,3 +269,26 @@ pub fn sibling_binary(package: &str) -> PathBuf {
     assert!(path.exists(), "{} was not built", path.display());
     path
 }
+
+/// Runs `work` with a Databricks client for `url` and `token`, on a runtime of its own: for
+/// tests that arrange the workspace directly before running a task.
+pub fn with_workspace<F, Fut, T>(url: &str, token: &str, work: F) -> T
+where
+    F: FnOnce(databricks::Workspace) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a test runtime");
+    let settings =
+        task_sdk::http::HttpSettings::from_agent(&task_sdk::Agent::default(), "test", "0")
+            .expect("default HTTP settings");
+    let http = task_sdk::HttpClient::new(
+        task_sdk::http::client(&settings).expect("an HTTP client"),
+        Default::default(),
+    );
+    let ws = databricks::Workspace::new(url, databricks::Auth::Token(token.to_owned()), http)
+        .expect("a workspace URL");
+    runtime.block_on(work(ws))
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use databricks_emulator::{Emulator, Options};
-use databricks_task_common::testing::{Job, StepRun};
+use databricks_task_common::testing::{with_workspace, Job, StepRun};
 use task_sdk::TaskResult;
 
 const BIN: &str = env!("CARGO_BIN_EXE_deploy-notebooks");
@@ -283,22 +283,8 @@ fn clean_removes_what_the_source_lost_only_after_success() {
 }
 
 fn mkdirs(emu: &Emulator, path: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let settings =
-            task_sdk::http::HttpSettings::from_agent(&task_sdk::Agent::default(), "test", "0")
-                .unwrap();
-        let http = task_sdk::HttpClient::new(
-            task_sdk::http::client(&settings).unwrap(),
-            Default::default(),
-        );
-        let ws =
-            databricks::Workspace::new(&emu.url(), databricks::Auth::Token(TOKEN.into()), http)
-                .unwrap();
-        ws.mkdirs(path).await.unwrap();
+    with_workspace(&emu.url(), TOKEN, |ws| async move {
+        ws.mkdirs(path).await.unwrap()
     });
 }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use databricks_emulator::{DropMode, Emulator, Options, DEFAULT_CLUSTER_ID};
-use databricks_task_common::testing::{Job, StepRun};
+use databricks_task_common::testing::{with_workspace, Job, StepRun};
 use task_sdk::TaskResult;
 
 const BIN: &str = env!("CARGO_BIN_EXE_execute-notebook");
@@ -22,21 +22,7 @@ fn start(opts: Options) -> Emulator {
 
 /// Puts a notebook in the workspace through the client.
 fn put_notebook(emu: &Emulator, path: &str) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let settings =
-            task_sdk::http::HttpSettings::from_agent(&task_sdk::Agent::default(), "test", "0")
-                .unwrap();
-        let http = task_sdk::HttpClient::new(
-            task_sdk::http::client(&settings).unwrap(),
-            Default::default(),
-        );
-        let ws =
-            databricks::Workspace::new(&emu.url(), databricks::Auth::Token(TOKEN.into()), http)
-                .unwrap();
+    with_workspace(&emu.url(), TOKEN, |ws| async move {
         ws.mkdirs("/Shared/t").await.unwrap();
         ws.import(
             path,
