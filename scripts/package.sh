@@ -188,7 +188,10 @@ build_binaries() { # $1: destination folder (gets <platform>/<binary>)
     # No dependency on the Visual C++ runtime being installed on a self-hosted agent.
     [[ "$t" == *-windows-msvc ]] && rustflags="$rustflags -C target-feature=+crt-static"
     note "building ${#packages[@]} task binaries for $t"
-    RUSTFLAGS="$rustflags" cargo build --release --locked "${target_args[@]}" "${packages[@]}" >&2
+    # Without default features: no TLS inside the binaries; the launcher's tunnel provides
+    # it (crates/task-sdk/src/http/connect.rs says why: about 950 KB per binary).
+    RUSTFLAGS="$rustflags" cargo build --release --locked --no-default-features \
+      "${target_args[@]}" "${packages[@]}" >&2
     mkdir -p "$dest/$plat"
     while read -r folder binary pkg; do
       cp "$src_dir/$binary$(exe_suffix "$plat")" "$dest/$plat/"

@@ -7,9 +7,10 @@
 #   --no-build   measure what is in the target dir (or DIR) without running cargo
 #   --bin-dir    measure the binaries in DIR instead of <target dir>/release
 #
-# Also measured, as a reference while task crates are young: task-sdk's `minimal-task`
-# (a task on the full HTTP stack: reqwest, rustls/ring, tokio), with the estimate of a
-# package whose every task weighs that much. A task binary can only be larger than it.
+# The binaries are built as scripts/package.sh builds them: `--no-default-features`, so
+# without TLS inside (the launcher's tunnel provides it). Also measured, as a reference:
+# task-sdk's `minimal-task` (inputs, secrets, a result and one HTTP request on task-sdk's
+# client and tokio), with the estimate of a package whose every task weighs that much.
 #
 # Columns: raw bytes; DEFLATE level 6 (what tfx-cli's zip writer, JSZip, uses: this is what
 # a binary costs inside a plain .vsix); DEFLATE level 9 (`gzip -9`, for comparison); brotli
@@ -62,8 +63,9 @@ fi
 if [[ $build -eq 1 ]]; then
   args=()
   for line in "${tasks[@]}"; do args+=(-p "${line%% *}"); done
-  cargo build --release --locked "${args[@]}" >&2
-  [[ -n "$reference" ]] && cargo build --release --locked -p task-sdk --bin minimal-task >&2
+  # As scripts/package.sh builds them for the .vsix: no TLS inside (the launcher's tunnel).
+  cargo build --release --locked --no-default-features "${args[@]}" >&2
+  [[ -n "$reference" ]] && cargo build --release --locked --no-default-features -p task-sdk --bin minimal-task >&2
 fi
 
 files=()
@@ -121,7 +123,7 @@ for name, s in rows:
     print(f"| {name} | {s[0]:,} | {s[1]:,} ({s[1] / s[0]:.0%}) | {s[2]:,} | {s[3]:,} ({s[3] / s[0]:.0%}) |")
 print(f"| **all {len(rows)}** | {totals[0]:,} | {totals[1]:,} | {totals[2]:,} | {totals[3]:,} |")
 for name, s in reference:
-    print(f"| reference: {name} (task-sdk, full HTTP stack) | {s[0]:,} | {s[1]:,} ({s[1] / s[0]:.0%}) | {s[2]:,} | {s[3]:,} ({s[3] / s[0]:.0%}) |")
+    print(f"| reference: {name} (task-sdk: inputs, a result, one request) | {s[0]:,} | {s[1]:,} ({s[1] / s[0]:.0%}) | {s[2]:,} | {s[3]:,} ({s[3] / s[0]:.0%}) |")
 print()
 print(f"Estimated .vsix, {PLATFORMS} platforms = {PLATFORMS} x linux-x64 x {ALLOWANCE} + {OTHER // 1024} KiB "
       f"(limit {LIMIT:,} bytes = 25 MiB):\n")

@@ -41,14 +41,19 @@ const TASK_PACKAGES: &[&str] = &[
 ];
 
 fn cargo_build(packages: &[&str]) -> Result<(), String> {
+    let release = profile_dir().file_name().is_some_and(|n| n == "release");
+    cargo_build_with(packages, if release { &["--release"] } else { &[] })
+}
+
+fn cargo_build_with(packages: &[&str], flags: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.arg("build").arg("--bins").current_dir(repo_root());
+    cmd.arg("build")
+        .arg("--bins")
+        .args(flags)
+        .current_dir(repo_root());
     for p in packages {
         cmd.args(["-p", p]);
-    }
-    if profile_dir().file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
     }
     let out = cmd.output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if out.status.success() {
@@ -76,6 +81,26 @@ pub fn ensure_tasks_built() {
     if let Err(e) = BUILT.get_or_init(|| cargo_build(TASK_PACKAGES)) {
         panic!("{e}");
     }
+}
+
+/// Builds the task binaries as scripts/package.sh builds them for the .vsix (release, without
+/// default features: no TLS inside, https through the launcher's tunnel) and returns the
+/// folder that holds them.
+pub fn release_tasks_built() -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        cargo_build_with(
+            TASK_PACKAGES,
+            &["--release", "--locked", "--no-default-features"],
+        )
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+    profile_dir()
+        .parent()
+        .expect("target/<profile> has a parent")
+        .join("release")
 }
 
 /// The azp-local binary, built.

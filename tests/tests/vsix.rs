@@ -3,10 +3,10 @@
 //! like the agent's download, keeps no Unix mode bits), and runs every task from the unzipped
 //! folders through its launcher (`node launcher.js`) with azp-local against the emulators.
 //!
-//! The binaries are the debug builds the other e2e tests use (release LTO builds of six tasks
-//! take many minutes); this test is about the package layout, the launcher and mode bits, not
-//! about the release profile. Needs bash, node, python3 and tfx-cli (package.sh runs `npm ci`
-//! at the repository root when it is missing).
+//! The binaries are the release builds package.sh makes: without TLS of their own, so every
+//! https call (the Azure emulator serves only https) goes through the launcher's TLS tunnel,
+//! which this test therefore proves. Needs bash, node, python3 and tfx-cli (package.sh runs
+//! `npm ci` at the repository root when it is missing).
 #![cfg(unix)]
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use e2e::{azp_local, azp_local_path, ensure_tasks_built, repo_root, run_cmd};
+use e2e::{azp_local, release_tasks_built, repo_root, run_cmd};
 
 /// The Marketplace's size limit for an extension package.
 const SIZE_LIMIT: u64 = 26_214_400;
@@ -54,29 +54,16 @@ fn node_platform() -> String {
     format!("{os}-{arch}")
 }
 
-/// Lays the debug task binaries out the way `package.sh --prebuilt` reads them:
-/// `<dir>/<platform>/<binary>`. Debug info is stripped when `strip` is there, only to keep
-/// the brotli pass of `--compress always` to seconds instead of minutes.
+/// Lays the release task binaries, built as package.sh builds them (no TLS inside), out the
+/// way `package.sh --prebuilt` reads them: `<dir>/<platform>/<binary>`.
 fn prebuilt_binaries(dir: &Path) {
-    ensure_tasks_built();
-    let profile = azp_local_path()
-        .parent()
-        .expect("azp-local is in target/<profile>")
-        .to_path_buf();
+    let release = release_tasks_built();
     let platform_dir = dir.join(node_platform());
     std::fs::create_dir_all(&platform_dir).unwrap();
     for (_, binary) in TASKS {
-        let from = profile.join(binary);
-        let to = platform_dir.join(binary);
-        let stripped = Command::new("strip")
-            .arg("-o")
-            .arg(&to)
-            .arg(&from)
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !stripped {
-            std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
-        }
+        let from = release.join(binary);
+        std::fs::copy(&from, platform_dir.join(binary))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
     }
 }
 

@@ -9,8 +9,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use reqwest::Method;
 use serde_json::{json, Value};
+use task_sdk::http::Method;
 use task_sdk::{AzureRmConnection, HttpClient, Replay, SendError};
 use url::Url;
 

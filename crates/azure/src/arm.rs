@@ -12,9 +12,9 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use task_sdk::http::{Method, StatusCode};
 use task_sdk::{AzureRmConnection, HttpClient, Replay, SendError};
 use url::Url;
 

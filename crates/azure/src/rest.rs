@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
-use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use task_sdk::http::{Method, Request, StatusCode};
 use task_sdk::{HttpClient, Replay, SendError};
 use url::Url;
 
@@ -24,7 +23,8 @@ pub(crate) enum RestError {
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub status: StatusCode,
-    pub headers: HeaderMap,
+    /// Names in lower case.
+    pub headers: Vec<(String, String)>,
     pub body: String,
 }
 
@@ -35,9 +35,9 @@ impl Answer {
 
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
             .filter(|v| !v.is_empty())
     }
 
@@ -121,17 +121,13 @@ impl Bearer {
         replay: Replay,
         token: &str,
     ) -> Result<Answer, RestError> {
-        let mut request = self
-            .http
-            .inner()
-            .request(method.clone(), url.clone())
+        // A body-less POST or PUT still carries `Content-Length: 0` (the client writes it;
+        // ARM answers 411 without it).
+        let mut request = Request::from_url(*method, url.clone())
             .bearer_auth(token)
-            .header(reqwest::header::ACCEPT, "application/json");
+            .header("accept", "application/json");
         if let Some(body) = body {
             request = request.json(body);
-        } else if *method == Method::POST || *method == Method::PUT {
-            // ARM answers 411 to a body-less POST without Content-Length.
-            request = request.header(reqwest::header::CONTENT_LENGTH, "0");
         }
         let response = self
             .http
@@ -139,8 +135,11 @@ impl Bearer {
             .await
             .map_err(RestError::Send)?;
         let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
+        let body = response.text();
+        let headers = response
+            .headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         Ok(Answer {
             status,
             headers,

@@ -156,9 +156,8 @@ fn agent(server: &Server, federated: bool) -> Agent {
 }
 
 fn http() -> HttpClient {
-    task_sdk::http::install_crypto_provider();
     HttpClient::new(
-        reqwest::Client::new(),
+        task_sdk::http::Client::new(&Default::default()).unwrap(),
         RetryPolicy::default().with_budget(Duration::from_secs(5)),
     )
 }

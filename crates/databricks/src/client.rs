@@ -4,9 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::{header, Method};
 use serde::de::DeserializeOwned;
-use task_sdk::{HttpClient, Replay, SendError};
+use task_sdk::http::{is_valid_header_value, Method, Request};
+use task_sdk::{HttpClient, Replay};
 
 use crate::error::{self, Error};
 use crate::{host, Auth};
@@ -180,14 +180,11 @@ impl Workspace {
             detail,
         })?;
         let url = format!("{}{}", inner.host, call.path);
-        let mut request = inner
-            .http
-            .inner()
-            .request(call.method.clone(), &url)
-            .header(header::AUTHORIZATION, secret_header(&headers.bearer)?)
-            .header(header::ACCEPT, "application/json");
+        let mut request = Request::new(call.method, &url)
+            .secret_header("authorization", checked_secret(&headers.bearer)?)
+            .header("accept", "application/json");
         for (name, value) in headers.extra {
-            request = request.header(name, secret_header(&value)?);
+            request = request.secret_header(name, checked_secret(&value)?);
         }
         if !call.query.is_empty() {
             request = request.query(&call.query);
@@ -198,30 +195,15 @@ impl Workspace {
         tracing::debug!("{} {}{}", call.method, call.path, describe_subject(call));
         let response = inner.http.send(request, call.replay).await?;
         let status = response.status();
-        let text_header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let reason = text_header("x-databricks-reason-phrase");
-        let content_type = text_header(header::CONTENT_TYPE.as_str());
-        let bytes = response.bytes().await.map_err(|e| {
-            Error::Transport(SendError::Transport {
-                host: inner.host.clone(),
-                detail: format!("the answer was cut off: {e}"),
-            })
-        })?;
         if status.is_success() {
-            return Ok((status.as_u16(), bytes.to_vec()));
+            return Ok((status.as_u16(), response.into_bytes()));
         }
         let error = error::from_answer(
             &inner.host,
             status,
-            reason.as_deref(),
-            content_type.as_deref(),
-            &bytes,
+            response.header("x-databricks-reason-phrase"),
+            response.header("content-type"),
+            response.bytes(),
             call.subject,
         );
         tracing::debug!(
@@ -234,16 +216,16 @@ impl Workspace {
     }
 }
 
-/// A header value marked sensitive (hidden from any debug output of the request). A token
-/// with a character headers cannot carry is named as such, without the token.
-fn secret_header(value: &str) -> Result<header::HeaderValue, Error> {
-    let mut value = header::HeaderValue::from_str(value).map_err(|_| {
-        Error::InvalidRequest(
+/// The credential header value, if headers can carry it. A token with a character headers
+/// cannot carry is named as such, without the token.
+fn checked_secret(value: &str) -> Result<&str, Error> {
+    if is_valid_header_value(value) {
+        Ok(value)
+    } else {
+        Err(Error::InvalidRequest(
             "the token contains characters an HTTP header cannot carry (a line break or a non-ASCII character?): check the secret".into(),
-        )
-    })?;
-    value.set_sensitive(true);
-    Ok(value)
+        ))
+    }
 }
 
 fn describe_subject(call: &Call<'_>) -> String {

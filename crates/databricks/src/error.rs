@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use task_sdk::http::StatusCode;
 use task_sdk::SendError;
 
 use crate::clusters::ClusterState;

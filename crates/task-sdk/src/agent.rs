@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+use crate::http::{LAUNCHER_TUNNEL_TOKEN_VARIABLE, LAUNCHER_TUNNEL_VARIABLE};
 use crate::secrets;
+
+/// Variables the launcher sets for this process alone; children must not inherit them.
+const LAUNCHER_VARIABLES: [&str; 2] = [LAUNCHER_TUNNEL_VARIABLE, LAUNCHER_TUNNEL_TOKEN_VARIABLE];
 
 /// The agent's name mapping for variables and inputs: `.` and space become `_`, then
 /// upper-case (VarUtil.ConvertToEnvVariableFormat).
@@ -43,6 +47,8 @@ impl Agent {
     /// Takes the process environment: moves `SECRET_*` out of it and registers every secret
     /// value with the agent. Call before any other thread starts (the environment is
     /// process-global).
+    ///
+    /// The launcher's tunnel variables are removed too: they are for this process only.
     pub fn from_process() -> Agent {
         let mut env = HashMap::new();
         let mut secret_keys = Vec::new();
@@ -50,7 +56,7 @@ impl Agent {
             let (Ok(key), Ok(value)) = (key.into_string(), value.into_string()) else {
                 continue;
             };
-            if key.starts_with("SECRET_") {
+            if key.starts_with("SECRET_") || LAUNCHER_VARIABLES.contains(&key.as_str()) {
                 secret_keys.push(key.clone());
             }
             env.insert(key, value);
@@ -79,6 +85,9 @@ impl Agent {
                     agent.secrets.insert(name.to_owned(), value);
                 }
                 None => {
+                    if key == LAUNCHER_TUNNEL_TOKEN_VARIABLE {
+                        secrets::register(&value);
+                    }
                     agent.env.insert(key, value);
                 }
             }

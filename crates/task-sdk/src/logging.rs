@@ -18,17 +18,7 @@ use tracing::{Event, Level, Metadata, Subscriber};
 use crate::command::{line, IssueSource, IssueType};
 use crate::secrets::mask;
 
-const DEPENDENCIES: &[&str] = &[
-    "hyper",
-    "h2",
-    "rustls",
-    "reqwest",
-    "tokio",
-    "azure_core",
-    "typespec",
-    "axum",
-    "tower",
-];
+const DEPENDENCIES: &[&str] = &["rustls", "tokio", "axum", "tower", "hyper"];
 
 /// The subscriber that writes agent log lines to stdout.
 pub struct AgentSubscriber {

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::{Method, Request, Response, StatusCode};
+use crate::http::{Client, Failure, Request, Response, StatusCode};
 
 /// Time as the retry loop sees it, so tests can run it on a fake clock.
 pub trait Clock: Send + Sync {
@@ -164,20 +164,25 @@ pub enum SendError {
     Timeout { host: String },
     #[error("request to {host} failed: {detail}")]
     Transport { host: String, detail: String },
-    #[error("request could not be built: {0}")]
+    #[error("request could not be sent: {0}")]
     Build(String),
 }
 
 impl SendError {
-    /// Whether the host name did not resolve (a wrong workspace URL, typically).
+    /// Whether the host name did not resolve (a wrong workspace URL, typically). The texts
+    /// are the system resolver's, and Node's when the launcher's tunnel resolved the name.
     pub fn is_dns(&self) -> bool {
         matches!(self, SendError::Connect { detail, .. }
-            if detail.contains("dns error") || detail.contains("failed to lookup address") || detail.contains("Name or service not known"))
+            if detail.contains("failed to lookup address")
+                || detail.contains("Name or service not known")
+                || detail.contains("ENOTFOUND"))
     }
 }
 
 fn host_of(request: &Request) -> String {
-    let url = request.url();
+    let Some(url) = request.url() else {
+        return String::new();
+    };
     match (url.host_str(), url.port()) {
         (Some(h), Some(p)) => format!("{h}:{p}"),
         (Some(h), None) => h.to_owned(),
@@ -185,25 +190,10 @@ fn host_of(request: &Request) -> String {
     }
 }
 
-/// Renders a reqwest error with its causes, which carry the useful part ("dns error", …).
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// A client with the retry policy applied: the one way every task sends a request.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    client: Client,
     policy: RetryPolicy,
     clock: Arc<dyn Clock>,
 }
@@ -217,7 +207,7 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(client: reqwest::Client, policy: RetryPolicy) -> HttpClient {
+    pub fn new(client: Client, policy: RetryPolicy) -> HttpClient {
         HttpClient {
             client,
             policy,
@@ -240,43 +230,16 @@ impl HttpClient {
         &self.policy
     }
 
-    /// The underlying client, to build requests (and for libraries that take a
-    /// `reqwest::Client`, such as azure_core's transport).
-    pub fn inner(&self) -> &reqwest::Client {
-        &self.client
-    }
-
     /// Sends with retries. HTTP error statuses are returned as responses (the caller reads
     /// the error body); only transport failures become errors.
-    pub async fn send(
-        &self,
-        request: reqwest::RequestBuilder,
-        replay: Replay,
-    ) -> Result<Response, SendError> {
-        let request = request
-            .build()
-            .map_err(|e| SendError::Build(e.to_string()))?;
-        self.execute(request, replay).await
-    }
-
-    /// As [`HttpClient::send`], for an already built request.
-    pub async fn execute(&self, request: Request, replay: Replay) -> Result<Response, SendError> {
-        let idempotent = replay == Replay::Safe
-            || matches!(
-                *request.method(),
-                Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-            );
+    pub async fn send(&self, request: Request, replay: Replay) -> Result<Response, SendError> {
+        let idempotent = replay == Replay::Safe || request.method().is_idempotent();
         let host = host_of(&request);
         let started = self.clock.now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            // A streaming body cannot be cloned: such a request gets exactly one attempt.
-            let Some(this_try) = request.try_clone() else {
-                return self.once(request, &host).await;
-            };
-            let result = self.client.execute(this_try).await;
-            let (outcome, retry_after, last) = match result {
+            let (outcome, retry_after, last) = match self.client.send_once(&request).await {
                 Ok(response) => {
                     let status = response.status();
                     if !(status == StatusCode::TOO_MANY_REQUESTS
@@ -285,20 +248,31 @@ impl HttpClient {
                     {
                         return Ok(response);
                     }
-                    let retry_after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned);
+                    let retry_after = response.header("retry-after").map(str::to_owned);
                     (Outcome::Status(status), retry_after, Ok(response))
                 }
-                Err(e) => {
-                    let outcome = if e.is_connect() {
-                        Outcome::ConnectFailed
-                    } else {
-                        Outcome::TransportFailed
+                Err(failure) => {
+                    let (outcome, error) = match failure {
+                        Failure::Connect(detail) => (
+                            Outcome::ConnectFailed,
+                            SendError::Connect {
+                                host: host.clone(),
+                                detail,
+                            },
+                        ),
+                        Failure::Timeout => (
+                            Outcome::TransportFailed,
+                            SendError::Timeout { host: host.clone() },
+                        ),
+                        Failure::Transport(detail) => (
+                            Outcome::TransportFailed,
+                            SendError::Transport {
+                                host: host.clone(),
+                                detail,
+                            },
+                        ),
+                        Failure::Unusable(detail) => return Err(SendError::Build(detail)),
                     };
-                    let error = send_error(&e, &host);
                     // A name that does not resolve is a wrong URL far more often than a
                     // passing fault: say so now instead of after the whole budget.
                     if error.is_dns() {
@@ -324,38 +298,12 @@ impl HttpClient {
             tracing::debug!(
                 "{} {} answered {:?}; attempt {} again in {} ms",
                 request.method(),
-                request.url().path(),
+                request.url().map(|u| u.path()).unwrap_or_default(),
                 outcome,
                 attempt + 1,
                 wait.as_millis()
             );
-            // Release the connection of a failed answer before waiting.
-            drop(last);
             self.clock.sleep(wait).await;
-        }
-    }
-
-    async fn once(&self, request: Request, host: &str) -> Result<Response, SendError> {
-        self.client
-            .execute(request)
-            .await
-            .map_err(|e| send_error(&e, host))
-    }
-}
-
-fn send_error(e: &reqwest::Error, host: &str) -> SendError {
-    let host = host.to_owned();
-    if e.is_timeout() {
-        SendError::Timeout { host }
-    } else if e.is_connect() {
-        SendError::Connect {
-            host,
-            detail: describe(e),
-        }
-    } else {
-        SendError::Transport {
-            host,
-            detail: describe(e),
         }
     }
 }
@@ -436,12 +384,12 @@ mod tests {
     }
 
     fn client(clock: Arc<FakeClock>) -> HttpClient {
-        crate::http::install_crypto_provider();
         let policy = RetryPolicy {
             retry_after_jitter: Duration::ZERO,
             ..RetryPolicy::default()
         };
-        HttpClient::new(reqwest::Client::new(), policy).with_clock(clock)
+        let plain = Client::new(&crate::http::HttpSettings::default()).unwrap();
+        HttpClient::new(plain, policy).with_clock(clock)
     }
 
     #[tokio::test]
@@ -453,7 +401,7 @@ mod tests {
         .await;
         let clock = FakeClock::new();
         let c = client(clock.clone());
-        let r = c.send(c.inner().get(&url), Replay::ByMethod).await.unwrap();
+        let r = c.send(Request::get(&url), Replay::ByMethod).await.unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(hits.load(Ordering::SeqCst), 3);
         assert_eq!(
@@ -472,7 +420,7 @@ mod tests {
         .await;
         let clock = FakeClock::new();
         let c = client(clock.clone());
-        c.send(c.inner().get(&url), Replay::ByMethod).await.unwrap();
+        c.send(Request::get(&url), Replay::ByMethod).await.unwrap();
         assert_eq!(clock.sleeps(), vec![Duration::from_secs(7)]);
     }
 
@@ -488,7 +436,7 @@ mod tests {
         let clock = FakeClock::new();
         let c = client(clock.clone());
         assert_eq!(
-            c.send(c.inner().get(&url), Replay::ByMethod)
+            c.send(Request::get(&url), Replay::ByMethod)
                 .await
                 .unwrap()
                 .status(),
@@ -515,7 +463,7 @@ mod tests {
             retry_after_jitter: Duration::ZERO,
             ..RetryPolicy::default().with_budget(Duration::from_secs(250))
         });
-        let r = c.send(c.inner().get(&url), Replay::ByMethod).await.unwrap();
+        let r = c.send(Request::get(&url), Replay::ByMethod).await.unwrap();
         assert_eq!(r.status(), 503);
         assert_eq!(
             hits.load(Ordering::SeqCst),
@@ -533,13 +481,13 @@ mod tests {
         let (url, hits) = scripted(vec![(503, vec![]), (503, vec![])]).await;
         let c = client(FakeClock::new());
         let r = c
-            .send(c.inner().post(&url).body("x"), Replay::ByMethod)
+            .send(Request::post(&url).body("x"), Replay::ByMethod)
             .await
             .unwrap();
         assert_eq!(r.status(), 503);
         assert_eq!(hits.load(Ordering::SeqCst), 1);
         let r = c
-            .send(c.inner().post(&url).body("x"), Replay::Safe)
+            .send(Request::post(&url).body("x"), Replay::Safe)
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
@@ -552,7 +500,7 @@ mod tests {
         let clock = FakeClock::new();
         let c = client(clock.clone());
         let r = c
-            .send(c.inner().post(&url).body("x"), Replay::ByMethod)
+            .send(Request::post(&url).body("x"), Replay::ByMethod)
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
@@ -568,7 +516,7 @@ mod tests {
         let (url, hits) = scripted(vec![(404, vec![])]).await;
         let c = client(FakeClock::new());
         assert_eq!(
-            c.send(c.inner().get(&url), Replay::ByMethod)
+            c.send(Request::get(&url), Replay::ByMethod)
                 .await
                 .unwrap()
                 .status(),
@@ -586,7 +534,7 @@ mod tests {
         let c = client(clock.clone())
             .with_policy(RetryPolicy::default().with_budget(Duration::from_secs(5)));
         let e = c
-            .send(c.inner().post(format!("http://{addr}/")), Replay::ByMethod)
+            .send(Request::post(&format!("http://{addr}/")), Replay::ByMethod)
             .await
             .unwrap_err();
         assert!(matches!(e, SendError::Connect { .. }), "{e:?}");
@@ -614,14 +562,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        crate::http::install_crypto_provider();
-        let inner = reqwest::Client::builder()
-            .timeout(Duration::from_millis(200))
-            .build()
-            .unwrap();
+        let inner = Client::new(&crate::http::HttpSettings {
+            timeout: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .unwrap();
         let c = HttpClient::new(inner, RetryPolicy::default()).with_clock(FakeClock::new());
-        let r = c.send(c.inner().get(&url), Replay::ByMethod).await.unwrap();
-        assert_eq!(r.text().await.unwrap(), "late");
+        let r = c.send(Request::get(&url), Replay::ByMethod).await.unwrap();
+        assert_eq!(r.text(), "late");
         assert_eq!(hits.load(Ordering::SeqCst), 2);
     }
 

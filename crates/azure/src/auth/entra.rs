@@ -5,6 +5,7 @@
 
 use std::time::SystemTime;
 
+use task_sdk::http::{Method, Request};
 use task_sdk::{HttpClient, Replay};
 use url::Url;
 
@@ -59,10 +60,8 @@ pub(crate) async fn request_token(
             assertion
         }
     };
-    let request = http
-        .inner()
-        .post(url.clone())
-        .header(reqwest::header::ACCEPT, "application/json")
+    let request = Request::from_url(Method::POST, url.clone())
+        .header("accept", "application/json")
         .form(&form);
     let response =
         http.send(request, Replay::Safe)
@@ -72,7 +71,7 @@ pub(crate) async fn request_token(
                 source,
             })?;
     let status = response.status();
-    let body = response.text().await.unwrap_or_default();
+    let body = response.text();
     if !status.is_success() {
         return Err(rejection(status.as_u16(), &body, cx, &[own_secret]));
     }

@@ -15,7 +15,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use task_sdk::http::{HttpSettings, HttpSetupError};
+use task_sdk::http::{HttpSettings, HttpSetupError, Method, Request};
 use task_sdk::{Agent, HttpClient, Replay, SendError};
 use url::Url;
 
@@ -88,6 +88,7 @@ pub(crate) fn client(
             user_agent: task_sdk::http::user_agent("managed-identity", version),
             timeout: Duration::from_secs(60),
             connect_timeout: CONNECT_TIMEOUT,
+            launcher_tunnel: None,
         },
     };
     settings.proxy = None;
@@ -134,19 +135,16 @@ impl ManagedIdentity {
                 query.append_pair("client_id", id);
             }
         }
-        let request = self
-            .http
-            .inner()
-            .get(url)
+        let request = Request::from_url(Method::GET, url)
             .header(header.0, header.1)
-            .header(reqwest::header::ACCEPT, "application/json");
+            .header("accept", "application/json");
         let response = self
             .http
             .send(request, Replay::Safe)
             .await
             .map_err(|e| self.unreachable(e, connection))?;
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        let body = response.text();
         if !status.is_success() {
             let detail = scrub(&managed_identity_error(&body), &self.own_secrets());
             let hint = if status.as_u16() == 404
@@ -215,6 +213,7 @@ mod tests {
             user_agent: "azure-unit-tests".into(),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            launcher_tunnel: None,
         };
         HttpClient::new(
             task_sdk::http::client(&settings).unwrap(),
@@ -222,11 +221,10 @@ mod tests {
         )
     }
 
-    /// A plain client (reqwest is built without a crypto provider of its own).
+    /// A client without proxy or extra CA.
     fn plain(budget: Duration) -> HttpClient {
-        task_sdk::http::install_crypto_provider();
         HttpClient::new(
-            reqwest::Client::new(),
+            task_sdk::http::Client::new(&Default::default()).unwrap(),
             RetryPolicy::default().with_budget(budget),
         )
     }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde_json::Value;
+use task_sdk::http::{Method, Request};
 use task_sdk::{HttpClient, Replay};
 use url::Url;
 
@@ -38,13 +39,10 @@ impl OidcAssertion {
         url.query_pairs_mut()
             .append_pair("api-version", "7.1")
             .append_pair("serviceConnectionId", &self.connection);
-        let request = self
-            .http
-            .inner()
-            .post(url)
+        let request = Request::from_url(Method::POST, url)
             .bearer_auth(&self.system_access_token)
             .header("X-TFS-FedAuthRedirect", "Suppress")
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("content-type", "application/json")
             .body("{}");
         // Asking for a token twice is harmless.
         let response = self
@@ -56,7 +54,7 @@ impl OidcAssertion {
                 source,
             })?;
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        let body = response.text();
         if !status.is_success() {
             let message = serde_json::from_str::<Value>(&body)
                 .ok()

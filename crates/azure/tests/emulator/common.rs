@@ -29,6 +29,7 @@ pub fn http(emu: &Emulator) -> HttpClient {
         user_agent: "azure-crate-tests".into(),
         timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(10),
+        launcher_tunnel: None,
     };
     HttpClient::new(
         client(&settings).expect("client"),

@@ -13,11 +13,11 @@ pub const TOKEN: &str = "dapi-client-test-0123456789";
 /// The task's HTTP client with waits scaled down so fault tests stay quick; `budget` is the
 /// total retry budget of one call.
 pub fn http(budget: Duration) -> HttpClient {
-    task_sdk::http::install_crypto_provider();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client");
+    let client = task_sdk::http::Client::new(&task_sdk::http::HttpSettings {
+        timeout: Duration::from_secs(20),
+        ..Default::default()
+    })
+    .expect("client");
     HttpClient::new(
         client,
         RetryPolicy {

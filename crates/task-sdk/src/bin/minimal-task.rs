@@ -35,7 +35,10 @@ async fn body(ctx: TaskContext) -> Result<(), TaskError> {
             let url = ctx.agent.required_input("url")?;
             let client = ctx.http_client()?;
             let response = client
-                .send(client.inner().get(&url), task_sdk::Replay::ByMethod)
+                .send(
+                    task_sdk::http::Request::get(&url),
+                    task_sdk::Replay::ByMethod,
+                )
                 .await?;
             out::info(&format!("status {}", response.status().as_u16()));
             Ok(())

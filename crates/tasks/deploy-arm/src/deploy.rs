@@ -10,6 +10,7 @@ use azure::{
     Operation, ParametersSource, Scope, TemplateSource, WaitOptions,
 };
 use serde_json::{Map, Value};
+use task_sdk::http::{Method, Request};
 use task_sdk::{out, Agent, AzureAuth, AzureRmConnection, HttpClient, Replay, TaskError};
 
 use crate::files;
@@ -32,23 +33,58 @@ pub struct Prepared {
 
 /// Downloads a template or parameters file for `URL of the file` with overrides (their types
 /// come from the template). No credentials are sent: these URLs carry their own SAS token.
+/// Redirects (a repository's "raw" link, typically) are followed, to https only.
 async fn download(http: &HttpClient, url: &str, what: &'static str) -> Result<Value, TaskError> {
+    const MAX_REDIRECTS: usize = 5;
     let shown = url.split('?').next().unwrap_or(url).to_owned();
-    let response = http
-        .send(http.inner().get(url), Replay::Safe)
-        .await
-        .map_err(|e| TaskError::new(format!("cannot download the {what} from '{shown}': {e}")))?;
+    let failed = |detail: String| {
+        TaskError::new(format!(
+            "cannot download the {what} from '{shown}': {detail}"
+        ))
+    };
+    let mut current = url::Url::parse(url).map_err(|e| failed(e.to_string()))?;
+    let mut redirects = 0;
+    let response = loop {
+        let response = http
+            .send(
+                Request::from_url(Method::GET, current.clone()),
+                Replay::Safe,
+            )
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let status = response.status().as_u16();
+        let location = response
+            .header("location")
+            .filter(|_| matches!(status, 301 | 302 | 303 | 307 | 308));
+        let Some(location) = location else {
+            break response;
+        };
+        redirects += 1;
+        if redirects > MAX_REDIRECTS {
+            return Err(failed(format!("more than {MAX_REDIRECTS} redirects")));
+        }
+        let next = current
+            .join(location)
+            .map_err(|e| failed(format!("invalid redirect: {e}")))?;
+        if !task_sdk::http::is_secure_or_loopback(&next) {
+            return Err(failed(
+                "it redirects to a plain-http address; use an https link".into(),
+            ));
+        }
+        register_link_secret(next.as_str());
+        current = next;
+    };
     let status = response.status();
     if !status.is_success() {
-        return Err(TaskError::new(format!(
-            "cannot download the {what} from '{shown}': HTTP {status}; check the URL and its SAS token"
+        return Err(failed(format!(
+            "HTTP {status}; check the URL and its SAS token"
         )));
     }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| TaskError::new(format!("cannot download the {what} from '{shown}': {e}")))?;
-    Ok(files::parse_json_text(&bytes, Path::new(&shown), what)?)
+    Ok(files::parse_json_text(
+        response.bytes(),
+        Path::new(&shown),
+        what,
+    )?)
 }
 
 /// A SAS token in a link is a secret: mask the query before anything could print it.

@@ -877,3 +877,70 @@ fn template_links_with_overrides_are_downloaded_to_type_them() {
     secrets.push("AnotherSecretSignature".into());
     out.assert_no_secret(&secrets);
 }
+
+/// Answers `GET /moved…` with a redirect to `location` and anything else with `body`.
+fn serve_redirecting(body: String, location: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let answer = if head.starts_with("GET /moved") {
+                format!("HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            } else {
+                format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            };
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn template_links_follow_redirects_but_never_to_plain_http() {
+    let env = Env::new(Scheme::ServicePrincipal);
+    let run = |server: &str| {
+        let link = format!("{server}/moved/azuredeploy.json?sig=RedirectedSignature");
+        env.run(
+            BIN,
+            &[
+                ("ConnectedServiceName", CONNECTION),
+                ("resourceGroupName", RG),
+                ("location", "westeurope"),
+                ("templateLocation", "URL of the file"),
+                ("csmFileLink", link.as_str()),
+                ("overrideParameters", "-nope 1"),
+            ],
+        )
+    };
+    // A relative redirect on the same (loopback) server: the template behind it is read.
+    let out = run(&serve_redirecting(
+        storage_template(None).to_string(),
+        "/real/azuredeploy.json?sig=RealSignature",
+    ));
+    assert!(
+        out.failed()
+            && out
+                .failure()
+                .contains("declares no parameter 'nope'; it declares: name, tier"),
+        "{}",
+        out.dump()
+    );
+    // A redirect to plain http on another host is refused, and says so.
+    let out = run(&serve_redirecting(
+        storage_template(None).to_string(),
+        "http://templates.example.test/azuredeploy.json",
+    ));
+    assert!(
+        out.failed() && out.failure().contains("redirects to a plain-http address"),
+        "{}",
+        out.dump()
+    );
+    let mut secrets = env.secrets();
+    secrets.extend(["RedirectedSignature".into(), "RealSignature".into()]);
+    out.assert_no_secret(&secrets);
+}

@@ -1,0 +1,418 @@
+//! Opening a connection to an origin: straight, through the agent's proxy, or through the
+//! task launcher's TLS tunnel; with TLS done here when the crate is built with the `tls`
+//! feature.
+//!
+//! Why two ways to get TLS: every task folder of the .vsix carries its own binary for each
+//! of five platforms, and an in-process TLS stack (rustls, ring, webpki, the platform
+//! verifier) is about 950 KB of every binary. The agent runs our tasks with Node, which has
+//! TLS, so release binaries are built without the `tls` feature and ask the launcher
+//! (`launcher/launcher.js`) for a tunnel: a CONNECT to a loopback port with a per-run token,
+//! after which the launcher holds the TLS session to the server and relays plain bytes.
+//! Development builds keep TLS in-process so tests and `azp-local` run binaries directly.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::net::TcpStream;
+
+use super::wire::{connect_tunnel, TunnelRefused};
+use super::{HttpSettings, HttpSetupError, LauncherTunnel};
+
+/// A byte stream a connection runs on: TCP, or TLS over TCP.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A connection ready for HTTP/1.1.
+pub(crate) type Stream = BufReader<Box<dyn Io>>;
+
+/// Where requests go: scheme, host and port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Origin {
+    pub https: bool,
+    /// The host to resolve: a name or an IP address (IPv6 without brackets).
+    pub host: String,
+    pub port: u16,
+    /// `host:port` as CONNECT names it (IPv6 in brackets).
+    pub authority: String,
+}
+
+impl Origin {
+    pub fn of(url: &url::Url) -> Result<Origin, String> {
+        let https = match url.scheme() {
+            "https" => true,
+            "http" => false,
+            other => {
+                return Err(format!(
+                    "'{other}' URLs are not supported, only https and http"
+                ))
+            }
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_owned(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(format!("'{url}' has no host")),
+        };
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if https { 443 } else { 80 });
+        let authority = format!("{}:{port}", url.host_str().unwrap_or_default());
+        Ok(Origin {
+            https,
+            host,
+            port,
+            authority,
+        })
+    }
+}
+
+/// How requests to an origin travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Route {
+    Direct,
+    /// Through the agent's proxy: CONNECT for https, the absolute URL for http.
+    AgentProxy,
+    /// Through the task launcher's TLS tunnel (https only).
+    Launcher,
+}
+
+/// Why no connection was opened.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    /// The server was not reached; trying again later may work.
+    Failed(String),
+    /// No connection within the connect timeout.
+    TimedOut,
+    /// This build cannot reach the origin at all (https without TLS or tunnel).
+    Unsupported(String),
+}
+
+/// The agent's proxy, resolved from [`super::ProxySettings`].
+struct AgentProxy {
+    origin: Origin,
+    /// `Basic …` when the agent has proxy credentials.
+    authorization: Option<String>,
+    bypass: Vec<regex_lite::Regex>,
+}
+
+/// Opens connections as the settings say.
+pub(crate) struct Connector {
+    proxy: Option<AgentProxy>,
+    launcher: Option<LauncherTunnel>,
+    #[cfg(feature = "tls")]
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+}
+
+impl Connector {
+    pub fn new(settings: &HttpSettings) -> Result<Connector, HttpSetupError> {
+        let proxy = match &settings.proxy {
+            None => None,
+            Some(p) => Some(agent_proxy(p)?),
+        };
+        Ok(Connector {
+            proxy,
+            launcher: settings.launcher_tunnel.clone(),
+            #[cfg(feature = "tls")]
+            tls: tls::config(settings.ca_file.as_deref())?,
+            connect_timeout: settings.connect_timeout,
+        })
+    }
+
+    /// The route for a request to `url` at `origin`. The bypass list is matched against the
+    /// whole URL, as the agent does.
+    pub fn route(&self, url: &url::Url, origin: &Origin) -> Route {
+        if origin.https && self.launcher.is_some() {
+            return Route::Launcher;
+        }
+        match &self.proxy {
+            Some(p) if !p.bypass.iter().any(|r| r.is_match(url.as_str())) => Route::AgentProxy,
+            _ => Route::Direct,
+        }
+    }
+
+    /// The `Proxy-Authorization` value for plain-http requests sent to the agent's proxy.
+    pub fn proxy_authorization(&self) -> Option<&str> {
+        self.proxy.as_ref()?.authorization.as_deref()
+    }
+
+    pub async fn open(&self, origin: &Origin, route: Route) -> Result<Stream, ConnectError> {
+        match tokio::time::timeout(self.connect_timeout, self.open_now(origin, route)).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::TimedOut),
+        }
+    }
+
+    async fn open_now(&self, origin: &Origin, route: Route) -> Result<Stream, ConnectError> {
+        if origin.https && route != Route::Launcher && !cfg!(feature = "tls") {
+            return Err(ConnectError::Unsupported(no_tls(origin)));
+        }
+        match route {
+            Route::Launcher => {
+                let Some(launcher) = &self.launcher else {
+                    return Err(ConnectError::Unsupported("no launcher tunnel".into()));
+                };
+                let tcp = tcp(&launcher.address, Some("the task launcher's TLS tunnel")).await?;
+                let mut stream = BufReader::new(Box::new(tcp) as Box<dyn Io>);
+                let authorization = format!("Bearer {}", launcher.token);
+                connect_tunnel(&mut stream, &origin.authority, Some(&authorization))
+                    .await
+                    .map_err(|refused| match refused {
+                        TunnelRefused::Status(_, message) if !message.is_empty() => {
+                            ConnectError::Failed(message)
+                        }
+                        TunnelRefused::Status(status, _) => ConnectError::Failed(format!(
+                            "the task launcher's TLS tunnel refused {} with HTTP {status}",
+                            origin.authority
+                        )),
+                        TunnelRefused::Io(detail) => ConnectError::Failed(format!(
+                            "the task launcher's TLS tunnel failed: {detail}"
+                        )),
+                    })?;
+                Ok(stream)
+            }
+            Route::AgentProxy => {
+                let Some(proxy) = &self.proxy else {
+                    return Err(ConnectError::Unsupported("no agent proxy".into()));
+                };
+                let tcp = tcp(
+                    &(proxy.origin.host.as_str(), proxy.origin.port),
+                    Some("the agent's proxy"),
+                )
+                .await?;
+                let mut stream = BufReader::new(Box::new(tcp) as Box<dyn Io>);
+                if !origin.https {
+                    return Ok(stream);
+                }
+                connect_tunnel(
+                    &mut stream,
+                    &origin.authority,
+                    proxy.authorization.as_deref(),
+                )
+                .await
+                .map_err(|refused| {
+                    ConnectError::Failed(match refused {
+                        TunnelRefused::Status(status, _) => format!(
+                            "the agent's proxy {} refused the tunnel to {} with HTTP {status}",
+                            proxy.origin.authority, origin.authority
+                        ),
+                        TunnelRefused::Io(detail) => format!(
+                            "the agent's proxy {} failed: {detail}",
+                            proxy.origin.authority
+                        ),
+                    })
+                })?;
+                self.tls(origin, stream.into_inner()).await
+            }
+            Route::Direct => {
+                let tcp = tcp(&(origin.host.as_str(), origin.port), None).await?;
+                let stream: Box<dyn Io> = Box::new(tcp);
+                if origin.https {
+                    self.tls(origin, stream).await
+                } else {
+                    Ok(BufReader::new(stream))
+                }
+            }
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    async fn tls(&self, origin: &Origin, stream: Box<dyn Io>) -> Result<Stream, ConnectError> {
+        tls::handshake(&self.tls, origin, stream).await
+    }
+
+    #[cfg(not(feature = "tls"))]
+    async fn tls(&self, origin: &Origin, _stream: Box<dyn Io>) -> Result<Stream, ConnectError> {
+        Err(ConnectError::Unsupported(no_tls(origin)))
+    }
+}
+
+fn no_tls(origin: &Origin) -> String {
+    format!(
+        "cannot open https://{}: this task binary has no TLS of its own and expects the task \
+         launcher (launcher.js) to provide it, but it was not started by the launcher. Run the \
+         task through its task.json (the agent, or azp-local on the packaged task folder)",
+        origin.authority
+    )
+}
+
+/// A TCP connection; `via` names what is reached when it is not the origin itself.
+async fn tcp<A: tokio::net::ToSocketAddrs>(
+    address: A,
+    via: Option<&str>,
+) -> Result<TcpStream, ConnectError> {
+    let stream = TcpStream::connect(address).await.map_err(|e| {
+        ConnectError::Failed(match via {
+            Some(what) => format!("cannot connect to {what}: {e}"),
+            None => e.to_string(),
+        })
+    })?;
+    // Requests are written whole; waiting to coalesce them only adds latency.
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+fn agent_proxy(settings: &super::ProxySettings) -> Result<AgentProxy, HttpSetupError> {
+    let invalid = || HttpSetupError::ProxyUrl {
+        url: settings.url.clone(),
+    };
+    let url = url::Url::parse(&settings.url).map_err(|_| invalid())?;
+    if url.scheme() != "http" {
+        // An https proxy would need TLS to the proxy itself; agents configure http proxies.
+        return Err(invalid());
+    }
+    let origin = Origin::of(&url).map_err(|_| invalid())?;
+    let mut bypass = Vec::with_capacity(settings.bypass.len());
+    for pattern in &settings.bypass {
+        let regex = regex_lite::RegexBuilder::new(pattern)
+            .case_insensitive(true)
+            .build()
+            .map_err(|e| HttpSetupError::BypassList {
+                detail: format!("'{pattern}': {e}"),
+            })?;
+        bypass.push(regex);
+    }
+    let authorization = settings.username.as_ref().map(|user| {
+        let password = settings.password.as_deref().unwrap_or("");
+        let value = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+        crate::secrets::register(&value);
+        value
+    });
+    Ok(AgentProxy {
+        origin,
+        authorization,
+        bypass,
+    })
+}
+
+/// Standard base64 with padding (RFC 4648 §4), for Basic credentials.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(feature = "tls")]
+mod tls {
+    //! TLS in-process: rustls with the ring provider, the platform's certificate verifier, and
+    //! the agent's extra CA.
+
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::BufReader;
+
+    use super::{ConnectError, Io, Origin, Stream};
+    use crate::http::HttpSetupError;
+
+    pub fn config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, HttpSetupError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let extra = match ca_file {
+            Some(path) => read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let setup = |e: rustls::Error| HttpSetupError::Client(e.to_string());
+        let verifier = if extra.is_empty() {
+            rustls_platform_verifier::Verifier::new(provider.clone())
+        } else {
+            rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+        }
+        .map_err(setup)?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(setup)?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+
+    fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpSetupError> {
+        let error = |detail: String| HttpSetupError::CaFile {
+            path: path.to_owned(),
+            detail,
+        };
+        let pem = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| error(format!("it is not a PEM certificate file: {e}")))?;
+        if certs.is_empty() {
+            return Err(error("it holds no PEM certificate".into()));
+        }
+        Ok(certs)
+    }
+
+    pub async fn handshake(
+        config: &Arc<rustls::ClientConfig>,
+        origin: &Origin,
+        stream: Box<dyn Io>,
+    ) -> Result<Stream, ConnectError> {
+        let name = ServerName::try_from(origin.host.clone()).map_err(|_| {
+            ConnectError::Failed(format!("'{}' is not a valid TLS server name", origin.host))
+        })?;
+        let tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, stream)
+            .await
+            .map_err(|e| {
+                ConnectError::Failed(format!(
+                    "TLS handshake with {} failed: {e}; if the agent uses a private CA, set Agent.CAInfo",
+                    origin.authority
+                ))
+            })?;
+        Ok(BufReader::new(Box::new(tls)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+            ("bob:pw", "Ym9iOnB3"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn origins() {
+        let o = Origin::of(&url::Url::parse("https://[::1]/x").unwrap()).unwrap();
+        assert_eq!(
+            (o.host.as_str(), o.port, o.authority.as_str()),
+            ("::1", 443, "[::1]:443")
+        );
+        let o = Origin::of(&url::Url::parse("http://LocalHost:8080").unwrap()).unwrap();
+        assert_eq!(
+            (o.https, o.host.as_str(), o.port),
+            (false, "localhost", 8080)
+        );
+        assert!(Origin::of(&url::Url::parse("ftp://h/").unwrap()).is_err());
+    }
+}

@@ -1,0 +1,699 @@
+//! The one HTTP client every task uses: HTTP/1.1 with keep-alive connections, the agent's
+//! proxy settings, an extra CA from `AGENT_CAINFO`, a user agent naming the extension, task
+//! and version, and timeouts. TLS is in-process (rustls with ring) when built with the `tls`
+//! feature, and otherwise comes from the task launcher's tunnel (see the `connect` module for
+//! why). Retries live in [`crate::retry`].
+//!
+//! Our own small client rather than reqwest/hyper: the calls we make are small JSON exchanges
+//! over HTTP/1.1, and the general-purpose stack measured about 400 KB of every task binary.
+
+mod connect;
+mod message;
+mod wire;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::agent::Agent;
+use connect::{ConnectError, Connector, Origin, Route, Stream};
+use wire::{ReadError, Target, WriteError};
+
+pub use message::{is_valid_header_value, Method, Request, Response, StatusCode};
+
+/// The extension's name in user agents.
+pub const EXTENSION: &str = "azdo-data-tasks";
+
+/// Why the HTTP client could not be set up: always a problem with the agent's settings.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpSetupError {
+    #[error("the agent's proxy URL (Agent.ProxyUrl) '{url}' is not a valid URL: fix the agent's proxy configuration")]
+    ProxyUrl { url: String },
+    #[error("the agent's proxy bypass list (Agent.ProxyBypassList) is not a JSON array of patterns: {detail}")]
+    BypassList { detail: String },
+    #[error("cannot read the agent's CA certificate file (Agent.CAInfo) '{path}': {detail}")]
+    CaFile { path: PathBuf, detail: String },
+    #[error("cannot set up HTTPS: {0}")]
+    Client(String),
+}
+
+/// The agent's proxy configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxySettings {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Regular expressions, matched case-insensitively against the request URL.
+    pub bypass: Vec<String>,
+}
+
+/// Everything the client needs from the agent and the task.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub proxy: Option<ProxySettings>,
+    pub ca_file: Option<PathBuf>,
+    pub user_agent: String,
+    /// Per request, from the first byte sent to the last byte read.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// The task launcher's TLS tunnel, when the launcher started this process.
+    pub launcher_tunnel: Option<LauncherTunnel>,
+}
+
+impl Default for HttpSettings {
+    /// No proxy, no extra CA, no launcher; the agent's usual timeouts.
+    fn default() -> Self {
+        HttpSettings {
+            proxy: None,
+            ca_file: None,
+            user_agent: EXTENSION.to_owned(),
+            timeout: Duration::from_secs(120),
+            connect_timeout: Duration::from_secs(30),
+            launcher_tunnel: None,
+        }
+    }
+}
+
+/// The environment variable with the launcher's tunnel address (`127.0.0.1:<port>`).
+pub const LAUNCHER_TUNNEL_VARIABLE: &str = "AZDO_DATA_TASKS_TLS_TUNNEL";
+/// The environment variable with the tunnel's per-run token (a secret).
+pub const LAUNCHER_TUNNEL_TOKEN_VARIABLE: &str = "AZDO_DATA_TASKS_TLS_TUNNEL_TOKEN";
+
+/// Where the task launcher (`launcher.js`) listens for TLS tunnels, and the token it wants.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LauncherTunnel {
+    pub address: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for LauncherTunnel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LauncherTunnel")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpSettings {
+    /// Reads `Agent.ProxyUrl`, `Agent.ProxyUsername`, `Agent.ProxyPassword` (a secret),
+    /// `Agent.ProxyBypassList` and `Agent.CAInfo`.
+    pub fn from_agent(
+        agent: &Agent,
+        task: &str,
+        version: &str,
+    ) -> Result<HttpSettings, HttpSetupError> {
+        let proxy = match agent
+            .variable("Agent.ProxyUrl")
+            .filter(|u| !u.trim().is_empty())
+        {
+            None => None,
+            Some(url) => {
+                let bypass = match agent.variable("Agent.ProxyBypassList") {
+                    Some(list) if !list.trim().is_empty() => {
+                        serde_json::from_str::<Vec<String>>(&list).map_err(|e| {
+                            HttpSetupError::BypassList {
+                                detail: e.to_string(),
+                            }
+                        })?
+                    }
+                    _ => Vec::new(),
+                };
+                let password = agent
+                    .variable("Agent.ProxyPassword")
+                    .filter(|p| !p.is_empty());
+                if let Some(p) = &password {
+                    crate::secrets::register(p);
+                }
+                Some(ProxySettings {
+                    url: url.trim().to_owned(),
+                    username: agent
+                        .variable("Agent.ProxyUsername")
+                        .filter(|u| !u.is_empty()),
+                    password,
+                    bypass,
+                })
+            }
+        };
+        Ok(HttpSettings {
+            proxy,
+            ca_file: agent
+                .variable("Agent.CAInfo")
+                .filter(|p| !p.trim().is_empty())
+                .map(PathBuf::from),
+            user_agent: user_agent(task, version),
+            launcher_tunnel: launcher_tunnel(agent),
+            ..HttpSettings::default()
+        })
+    }
+}
+
+/// The launcher's tunnel, if both of its variables are set.
+fn launcher_tunnel(agent: &Agent) -> Option<LauncherTunnel> {
+    let address = agent
+        .variable(LAUNCHER_TUNNEL_VARIABLE)
+        .filter(|a| !a.trim().is_empty())?;
+    let token = agent
+        .variable(LAUNCHER_TUNNEL_TOKEN_VARIABLE)
+        .filter(|t| !t.is_empty())?;
+    Some(LauncherTunnel {
+        address: address.trim().to_owned(),
+        token,
+    })
+}
+
+/// Whether `url` names a loopback host: 127.0.0.1, `[::1]` or `localhost`, where the
+/// emulators run.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        None => false,
+    }
+}
+
+/// The project's rule for service URLs: https, or http to a loopback host only, so that a
+/// credential never crosses the network in the clear.
+pub fn is_secure_or_loopback(url: &url::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => is_loopback(url),
+        _ => false,
+    }
+}
+
+/// `azdo-data-tasks/<version> (<task>)`.
+pub fn user_agent(task: &str, version: &str) -> String {
+    format!("{EXTENSION}/{version} ({task})")
+}
+
+/// Installs the ring crypto provider as the process default, for code outside this crate
+/// that builds its own rustls configuration (tests' servers). This crate's client does not
+/// need it.
+#[cfg(feature = "tls")]
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Builds the client every task uses.
+pub fn client(settings: &HttpSettings) -> Result<Client, HttpSetupError> {
+    Client::new(settings)
+}
+
+/// Idle connections older than this are not reused: servers close idle connections after
+/// a minute or more, and a request sent on a connection the server is closing fails.
+const IDLE_REUSE_LIMIT: Duration = Duration::from_secs(30);
+
+/// An HTTP/1.1 client with a pool of keep-alive connections. Cheap to clone (shared inside);
+/// clones may send concurrently.
+///
+/// It sends one request and reads the whole answer; retries are [`crate::HttpClient`]'s.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    connector: Connector,
+    user_agent: String,
+    timeout: Duration,
+    idle: Mutex<HashMap<PoolKey, Vec<(Stream, Instant)>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("user_agent", &self.inner.user_agent)
+            .finish()
+    }
+}
+
+/// Connections are shared by requests to the same origin on the same route.
+type PoolKey = (Origin, Route);
+
+/// Why one exchange produced no answer.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The server never saw the request: no connection could be opened.
+    Connect(String),
+    /// No connection within the connect timeout, or no answer within the request timeout.
+    Timeout,
+    /// The request may have reached the server; the answer did not come back whole.
+    Transport(String),
+    /// The request cannot be sent as it is, or this build cannot reach the URL.
+    Unusable(String),
+}
+
+impl Client {
+    pub fn new(settings: &HttpSettings) -> Result<Client, HttpSetupError> {
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                connector: Connector::new(settings)?,
+                user_agent: settings.user_agent.clone(),
+                timeout: settings.timeout,
+                idle: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Sends `request` once and reads the answer, within the request timeout.
+    pub(crate) async fn send_once(&self, request: &Request) -> Result<Response, Failure> {
+        match tokio::time::timeout(self.inner.timeout, self.exchange(request)).await {
+            Ok(result) => result,
+            Err(_) => Err(Failure::Timeout),
+        }
+    }
+
+    async fn exchange(&self, request: &Request) -> Result<Response, Failure> {
+        let url = request
+            .url
+            .as_ref()
+            .map_err(|e| Failure::Unusable(e.clone()))?;
+        let origin = Origin::of(url).map_err(Failure::Unusable)?;
+        let route = self.inner.connector.route(url, &origin);
+        let key = (origin, route);
+        // A pooled connection the server has closed meanwhile fails before any answer
+        // arrives; the request then goes once more on a fresh connection, as browsers do.
+        if let Some(stream) = self.take_idle(&key) {
+            match self.exchange_on(stream, request, url, &key).await {
+                Err(Exchange::Stale) => {}
+                Err(Exchange::Failed(failure)) => return Err(failure),
+                Ok(response) => return Ok(response),
+            }
+        }
+        let stream = self
+            .inner
+            .connector
+            .open(&key.0, route)
+            .await
+            .map_err(|e| match e {
+                ConnectError::Failed(detail) => Failure::Connect(detail),
+                ConnectError::TimedOut => Failure::Timeout,
+                ConnectError::Unsupported(detail) => Failure::Unusable(detail),
+            })?;
+        match self.exchange_on(stream, request, url, &key).await {
+            Ok(response) => Ok(response),
+            Err(Exchange::Failed(failure)) => Err(failure),
+            Err(Exchange::Stale) => Err(Failure::Transport(
+                "the server closed the connection without answering".into(),
+            )),
+        }
+    }
+
+    async fn exchange_on(
+        &self,
+        mut stream: Stream,
+        request: &Request,
+        url: &url::Url,
+        key: &PoolKey,
+    ) -> Result<Response, Exchange> {
+        let via_proxy = key.1 == Route::AgentProxy && !key.0.https;
+        let (target, extra) = match (via_proxy, self.inner.connector.proxy_authorization()) {
+            (true, Some(auth)) => (Target::Absolute, vec![("proxy-authorization", auth)]),
+            (true, None) => (Target::Absolute, Vec::new()),
+            (false, _) => (Target::Origin, Vec::new()),
+        };
+        let user_agent = &self.inner.user_agent;
+        match wire::write_request(stream.get_mut(), request, url, target, user_agent, &extra).await
+        {
+            Ok(()) => {}
+            Err(WriteError::Invalid(detail)) => {
+                return Err(Exchange::Failed(Failure::Unusable(detail)))
+            }
+            Err(WriteError::Io) => return Err(Exchange::Stale),
+        }
+        match wire::read_response(&mut stream, request.method).await {
+            Ok((response, reusable)) => {
+                if reusable {
+                    self.put_idle(key.clone(), stream);
+                }
+                Ok(response)
+            }
+            Err(ReadError::ClosedBeforeAnswer) => Err(Exchange::Stale),
+            Err(ReadError::Broken(detail)) => Err(Exchange::Failed(Failure::Transport(detail))),
+        }
+    }
+
+    fn take_idle(&self, key: &PoolKey) -> Option<Stream> {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(key)?;
+        while let Some((stream, since)) = list.pop() {
+            if since.elapsed() < IDLE_REUSE_LIMIT {
+                return Some(stream);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, key: PoolKey, stream: Stream) {
+        let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.entry(key).or_default().push((stream, Instant::now()));
+    }
+}
+
+/// The result of one exchange on one connection.
+enum Exchange {
+    /// The connection was dead before an answer began: try a fresh one.
+    Stale,
+    Failed(Failure),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    fn agent(vars: &[(&str, &str)]) -> Agent {
+        Agent::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn settings_read_the_agent_variables() {
+        let a = agent(&[
+            ("AGENT_PROXYURL", "http://proxy.local:8888"),
+            ("AGENT_PROXYUSERNAME", "bob"),
+            ("SECRET_AGENT_PROXYPASSWORD", "proxy-pass-77"),
+            (
+                "AGENT_PROXYBYPASSLIST",
+                r#"["\\.internal\\.example$", "localhost"]"#,
+            ),
+            ("AGENT_CAINFO", "/etc/ca.pem"),
+        ]);
+        let s = HttpSettings::from_agent(&a, "deploynotebooks", "0.1.0").unwrap();
+        assert_eq!(
+            s.proxy,
+            Some(ProxySettings {
+                url: "http://proxy.local:8888".into(),
+                username: Some("bob".into()),
+                password: Some("proxy-pass-77".into()),
+                bypass: vec!["\\.internal\\.example$".into(), "localhost".into()],
+            })
+        );
+        assert_eq!(s.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(s.user_agent, "azdo-data-tasks/0.1.0 (deploynotebooks)");
+        assert_eq!(crate::secrets::mask("proxy-pass-77"), "***");
+    }
+
+    #[test]
+    fn https_or_loopback_only() {
+        let ok = |u: &str| is_secure_or_loopback(&url::Url::parse(u).unwrap());
+        assert!(ok("https://adb-1.2.azuredatabricks.net"));
+        assert!(ok("http://127.0.0.1:8080"));
+        assert!(ok("http://[::1]:8080"));
+        assert!(ok("http://LOCALHOST/x"));
+        assert!(!ok("http://127.0.0.2"));
+        assert!(!ok("http://login.microsoftonline.com/"));
+        assert!(!ok("ftp://127.0.0.1/"));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let a = agent(&[
+            ("AGENT_PROXYURL", "http://p:1"),
+            ("AGENT_PROXYBYPASSLIST", "not json"),
+        ]);
+        assert!(matches!(
+            HttpSettings::from_agent(&a, "t", "1"),
+            Err(HttpSetupError::BypassList { .. })
+        ));
+        let a = agent(&[("AGENT_PROXYURL", "socks5://p:1")]);
+        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
+        assert!(matches!(client(&s), Err(HttpSetupError::ProxyUrl { .. })));
+    }
+
+    /// With TLS in-process, the agent's CA file is read when the client is built.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn an_unreadable_ca_file_is_named() {
+        let a = agent(&[("AGENT_CAINFO", "/definitely/missing.pem")]);
+        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
+        let e = client(&s).unwrap_err().to_string();
+        assert!(
+            e.contains("Agent.CAInfo") && e.contains("/definitely/missing.pem"),
+            "{e}"
+        );
+    }
+
+    /// A one-shot HTTP "proxy" on loopback that records the request head it receives.
+    fn fake_proxy() -> (String, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 8192];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (url, handle)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn requests_go_through_the_agent_proxy_with_credentials() {
+        let (proxy_url, handle) = fake_proxy();
+        let a = agent(&[
+            ("AGENT_PROXYURL", &proxy_url),
+            ("AGENT_PROXYUSERNAME", "bob"),
+            ("SECRET_AGENT_PROXYPASSWORD", "pw"),
+        ]);
+        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
+        let c = client(&s).unwrap();
+        let body = runtime().block_on(async {
+            c.send_once(&Request::get(
+                "http://workspace.example.test/api/2.0/workspace/list",
+            ))
+            .await
+            .unwrap()
+            .text()
+        });
+        assert_eq!(body, "ok");
+        let head = handle.join().unwrap();
+        assert!(
+            head.starts_with("GET http://workspace.example.test/api/2.0/workspace/list HTTP/1.1"),
+            "{head}"
+        );
+        // base64("bob:pw")
+        assert!(
+            head.contains("proxy-authorization: Basic Ym9iOnB3"),
+            "{head}"
+        );
+        assert!(head.contains("azdo-data-tasks/1 (t)"), "{head}");
+    }
+
+    #[test]
+    fn bypass_list_skips_the_proxy() {
+        // The "target" is a plain server; the proxy address points nowhere useful.
+        let (target_url, handle) = fake_proxy();
+        let a = agent(&[
+            ("AGENT_PROXYURL", "http://127.0.0.1:9"),
+            ("AGENT_PROXYBYPASSLIST", r#"["127\\.0\\.0\\.1"]"#),
+        ]);
+        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
+        let c = client(&s).unwrap();
+        let status = runtime().block_on(async {
+            c.send_once(&Request::get(&format!("{target_url}/x")))
+                .await
+                .unwrap()
+                .status()
+        });
+        assert_eq!(status, 200);
+        let head = handle.join().unwrap();
+        assert!(head.starts_with("GET /x HTTP/1.1"), "{head}");
+    }
+
+    /// Reads one request head (up to the blank line) from `stream`; empty at end of stream.
+    fn read_head(stream: &mut std::net::TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => break,
+            }
+        }
+        String::from_utf8_lossy(&head).into_owned()
+    }
+
+    /// A loopback server that hands each accepted connection to `serve` on its own thread.
+    fn raw_server<F>(serve: F) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>)
+    where
+        F: Fn(std::net::TcpStream) + Send + Sync + 'static,
+    {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let serve = std::sync::Arc::new(serve);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                count.fetch_add(1, Ordering::SeqCst);
+                let serve = serve.clone();
+                std::thread::spawn(move || serve(stream));
+            }
+        });
+        (address, accepted)
+    }
+
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    fn plain_client() -> Client {
+        Client::new(&HttpSettings::default()).unwrap()
+    }
+
+    #[test]
+    fn connections_are_kept_alive_and_reused() {
+        let (address, accepted) = raw_server(|mut stream| {
+            while !read_head(&mut stream).is_empty() {
+                let _ = stream.write_all(OK);
+            }
+        });
+        let c = plain_client();
+        runtime().block_on(async {
+            for _ in 0..3 {
+                let r = c
+                    .send_once(&Request::get(&format!("http://{address}/")))
+                    .await
+                    .unwrap();
+                assert_eq!(r.text(), "ok");
+            }
+        });
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_connection_the_server_closed_is_replaced_transparently() {
+        // Answers one request per connection, then closes without saying so.
+        let (address, accepted) = raw_server(|mut stream| {
+            read_head(&mut stream);
+            let _ = stream.write_all(OK);
+        });
+        let c = plain_client();
+        runtime().block_on(async {
+            for _ in 0..2 {
+                let r = c
+                    .send_once(&Request::post(&format!("http://{address}/")).body("x"))
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        });
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    fn tunnel_settings(address: &str) -> HttpSettings {
+        let agent = agent(&[
+            (LAUNCHER_TUNNEL_VARIABLE, address),
+            (LAUNCHER_TUNNEL_TOKEN_VARIABLE, "tunnel-token-5150"),
+            // The launcher handles the agent's proxy for https; this one must not be used.
+            ("AGENT_PROXYURL", "http://127.0.0.1:9"),
+        ]);
+        HttpSettings::from_agent(&agent, "t", "1").unwrap()
+    }
+
+    #[test]
+    fn https_goes_through_the_launcher_tunnel_with_its_token() {
+        let (address, _) = raw_server(|mut stream| {
+            let connect = read_head(&mut stream);
+            let ok = connect.starts_with("CONNECT adb-1.example.test:443 HTTP/1.1\r\n")
+                && connect.contains("proxy-authorization: Bearer tunnel-token-5150\r\n");
+            if !ok {
+                let _ = stream.write_all(b"HTTP/1.1 407 No\r\ncontent-length: 0\r\n\r\n");
+                return;
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n");
+            // Inside the tunnel: plain HTTP/1.1 in origin form.
+            let request = read_head(&mut stream);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{}",
+                request.len(),
+                request
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        });
+        let c = Client::new(&tunnel_settings(&address)).unwrap();
+        assert_eq!(crate::secrets::mask("x tunnel-token-5150"), "x ***");
+        let echoed = runtime().block_on(async {
+            c.send_once(&Request::get(
+                "https://adb-1.example.test/api/2.0/clusters/list",
+            ))
+            .await
+            .unwrap()
+            .text()
+        });
+        assert!(
+            echoed
+                .starts_with("GET /api/2.0/clusters/list HTTP/1.1\r\nhost: adb-1.example.test\r\n"),
+            "{echoed}"
+        );
+    }
+
+    #[test]
+    fn a_refused_tunnel_is_a_connect_error_with_the_launchers_reason() {
+        let reason =
+            "cannot reach adb-1.example.test:443: getaddrinfo ENOTFOUND adb-1.example.test";
+        let (address, accepted) = raw_server(move |mut stream| {
+            read_head(&mut stream);
+            let answer = format!(
+                "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reason}",
+                reason.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        });
+        let c = crate::HttpClient::new(
+            Client::new(&tunnel_settings(&address)).unwrap(),
+            crate::RetryPolicy::default(),
+        );
+        let error = runtime()
+            .block_on(c.send(
+                Request::get("https://adb-1.example.test/"),
+                crate::Replay::ByMethod,
+            ))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("cannot connect to adb-1.example.test: {reason}")
+        );
+        assert!(error.is_dns());
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "a wrong host name is not retried"
+        );
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn https_without_tls_or_launcher_says_what_to_do() {
+        let c = crate::HttpClient::new(plain_client(), crate::RetryPolicy::default());
+        let error = runtime()
+            .block_on(c.send(
+                Request::get("https://adb-1.example.test/"),
+                crate::Replay::ByMethod,
+            ))
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("launcher") && text.contains("adb-1.example.test"),
+            "{text}"
+        );
+    }
+}
