@@ -216,12 +216,507 @@ function fail(message) {
   process.exitCode = 1;
 }
 
+// ---------------------------------------------------------------------------------------
+// TLS tunnel (protocol: docs/tls-tunnel.md; the task SDK's Rust side is its client).
+//
+// Why: every task folder carries its binary for five platforms, and a TLS stack in each
+// binary (rustls + ring + webpki + a platform verifier: ~950 KB of ~2.3 MB) would cost about
+// 12 MB of the 25 MiB .vsix limit. Every agent runs Node anyway, and Node has TLS. So release
+// binaries have none: for each https origin the binary asks this launcher, like an HTTP
+// CONNECT proxy on 127.0.0.1, for a tunnel; the launcher opens the TLS connection (verifying
+// the certificate, honouring the agent's CA file and proxy) and relays bytes:
+//   binary <-plain HTTP/1.1-> launcher <-TLS-> server.
+// The token keeps other local users' processes from using the tunnel.
+// ---------------------------------------------------------------------------------------
+
+const TUNNEL_ENV = 'AZDO_DATA_TASKS_TLS_TUNNEL';
+const TUNNEL_TOKEN_ENV = 'AZDO_DATA_TASKS_TLS_TUNNEL_TOKEN';
+const TUNNEL_CONNECT_TIMEOUT_MS = 30000;
+/** How long a refused client may take to read the answer and hang up. */
+const REFUSED_LINGER_MS = 5000;
+/** Verification failures that a private CA (Agent.CAInfo) would fix. */
+const UNTRUSTED_CERTIFICATE_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_UNTRUSTED',
+]);
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+// Loaded on first use: a launcher that fails before spawning never pays for them.
+const lazy = {
+  get http() {
+    return require('http');
+  },
+  get net() {
+    return require('net');
+  },
+  get tls() {
+    return require('tls');
+  },
+};
+
+function ignore() {}
+
+/** Why a tunnel could not be opened: the HTTP status to answer and a one-line message. */
+class TunnelError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+/** A socket error as text; Node's happy-eyeballs AggregateError has an empty message. */
+function describeError(err) {
+  if (err && err.message) return err.message;
+  if (err && Array.isArray(err.errors) && err.errors.length > 0) {
+    return err.errors.map(describeError).join('; ');
+  }
+  return (err && err.code) || String(err);
+}
+
 /**
- * Runs the binary with this process's environment, arguments and stdio; forwards
- * SIGINT/SIGTERM (the agent signals on cancel) and ends the way the child ended.
+ * `host:port` of a CONNECT request (IPv6 as `[::1]:443`) as {host, port, authority}, or null
+ * when it is not one (port 1..65535).
  */
-function run(file, args) {
-  const child = childProcess.spawn(file, args, { stdio: 'inherit', windowsHide: true });
+function parseTunnelTarget(target) {
+  const match = /^(?:\[([^\]]*)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(String(target));
+  if (!match) return null;
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) return null;
+  let host;
+  if (match[1] !== undefined) {
+    if (!lazy.net.isIPv6(match[1])) return null;
+    host = match[1];
+  } else {
+    if (match[2].length > 253 || !/^[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_.])?$/.test(match[2])) {
+      return null;
+    }
+    host = match[2];
+  }
+  const authority = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return { host, port, authority };
+}
+
+/** The URL the agent's proxy bypass list is matched against: `https://host/` for port 443. */
+function proxyTargetUrl(host, port) {
+  const name = host.includes(':') ? `[${host}]` : host;
+  return port === 443 ? `https://${name}/` : `https://${name}:${port}/`;
+}
+
+function nonBlank(value) {
+  return typeof value === 'string' && value.trim() !== '' ? value.trim() : null;
+}
+
+/** The PEM certificates in a trust file; `setting` names the file in messages. */
+function readPemCertificates(file, setting) {
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new TunnelError(502, `cannot read the ${setting} file ${file}: ${err.message}`);
+  }
+  const certificates = text.match(PEM_CERTIFICATE);
+  if (!certificates) throw new TunnelError(502, `the ${setting} file ${file} holds no PEM certificate`);
+  return certificates;
+}
+
+/** The OS trust store where this Node can read it (>= 22.15 / 23.10), else none. */
+function systemCertificates(tls) {
+  if (typeof tls.getCACertificates !== 'function') return [];
+  try {
+    return tls.getCACertificates('system');
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The secure context with the trusted CAs, or undefined for Node's defaults (protocol,
+ * "Trust"). Throws a TunnelError when a trust file is unusable.
+ */
+function trustContext(env) {
+  const tls = lazy.tls;
+  const system = systemCertificates(tls);
+  const caInfo = nonBlank(env.AGENT_CAINFO);
+  let ca;
+  if (caInfo) {
+    const extraFile = nonBlank(env.NODE_EXTRA_CA_CERTS);
+    ca = [
+      ...tls.rootCertificates,
+      ...(extraFile ? readPemCertificates(extraFile, 'NODE_EXTRA_CA_CERTS') : []),
+      ...system,
+      ...readPemCertificates(caInfo, 'Agent.CAInfo'),
+    ];
+  } else if (system.length > 0) {
+    ca = [...tls.getCACertificates('default'), ...system];
+  } else {
+    return undefined;
+  }
+  try {
+    return tls.createSecureContext({ ca });
+  } catch (err) {
+    const source = caInfo ? `the Agent.CAInfo file ${caInfo}` : 'the system trust store';
+    throw new TunnelError(502, `cannot use the certificates of ${source}: ${describeError(err)}`);
+  }
+}
+
+/** The agent's proxy settings, or null without one. Throws a TunnelError when invalid. */
+function proxySettings(env) {
+  const raw = nonBlank(env.AGENT_PROXYURL);
+  if (!raw) return null;
+  let url;
+  try {
+    url = new URL(raw);
+  } catch {
+    // The value is not echoed: it may carry credentials.
+    throw new TunnelError(502, "the agent's proxy setting Agent.ProxyUrl is not a valid URL");
+  }
+  if (url.protocol !== 'http:') {
+    throw new TunnelError(
+      502,
+      `the agent's proxy setting Agent.ProxyUrl must be an http:// URL, not ${url.protocol}`,
+    );
+  }
+  const bypass = [];
+  const list = nonBlank(env.AGENT_PROXYBYPASSLIST);
+  if (list) {
+    let patterns;
+    try {
+      patterns = JSON.parse(list);
+    } catch (err) {
+      patterns = err;
+    }
+    if (!Array.isArray(patterns) || patterns.some((p) => typeof p !== 'string')) {
+      throw new TunnelError(
+        502,
+        "the agent's setting Agent.ProxyBypassList is not a JSON array of regular expressions",
+      );
+    }
+    for (const pattern of patterns) {
+      if (pattern.trim() === '') continue;
+      try {
+        bypass.push(new RegExp(pattern, 'i'));
+      } catch (err) {
+        throw new TunnelError(
+          502,
+          `the agent's setting Agent.ProxyBypassList holds an invalid regular expression: ${err.message}`,
+        );
+      }
+    }
+  }
+  const user = env.AGENT_PROXYUSERNAME;
+  const password = env.AGENT_PROXYPASSWORD || env.SECRET_AGENT_PROXYPASSWORD || '';
+  return {
+    display: `${url.protocol}//${url.host}`,
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: Number(url.port) || 80,
+    authorization: user ? `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` : null,
+    bypass,
+  };
+}
+
+/** Computes once, remembering an error as well as a value. */
+function once(compute) {
+  let outcome;
+  return () => {
+    if (!outcome) {
+      try {
+        outcome = { value: compute() };
+      } catch (err) {
+        outcome = { error: err };
+      }
+    }
+    if (outcome.error) throw outcome.error;
+    return outcome.value;
+  };
+}
+
+function asTunnelError(err) {
+  return err instanceof TunnelError ? err : new TunnelError(502, `launcher tunnel: ${describeError(err)}`);
+}
+
+/**
+ * Opens a verified TLS connection to `target`, through the agent's proxy unless bypassed.
+ * Calls `done(error, tlsSocket)` once; `error` is a TunnelError. Returns a function that
+ * abandons the attempt (the client went away).
+ */
+function openTls(target, tunnel, done) {
+  const { host, port, authority } = target;
+  const opened = [];
+  const open = (socket) => {
+    socket.on('error', ignore);
+    tunnel.track(socket);
+    opened.push(socket);
+    return socket;
+  };
+  let finished = false;
+  let phase = `connecting to ${authority}`;
+  const finish = (err, socket) => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    if (err) opened.forEach((s) => s.destroy());
+    done(err, socket);
+  };
+  const timer = setTimeout(() => {
+    const seconds = Math.round(tunnel.timeoutMs / 100) / 10;
+    finish(new TunnelError(504, `timed out after ${seconds} s ${phase}`));
+  }, tunnel.timeoutMs);
+  timer.unref();
+
+  let proxy;
+  let secureContext;
+  try {
+    const settings = tunnel.proxySettings();
+    const url = proxyTargetUrl(host, port);
+    proxy = settings && !settings.bypass.some((re) => re.test(url)) ? settings : null;
+    secureContext = tunnel.trustContext();
+  } catch (err) {
+    finish(asTunnelError(err));
+    return () => finish(new TunnelError(502, 'abandoned'));
+  }
+
+  const startTls = (socket) => {
+    phase = `in the TLS handshake with ${authority}`;
+    const options = { socket, host, ALPNProtocols: ['http/1.1'] };
+    if (!lazy.net.isIP(host)) options.servername = host;
+    if (secureContext) options.secureContext = secureContext;
+    let tlsSocket;
+    try {
+      tlsSocket = open(lazy.tls.connect(options));
+    } catch (err) {
+      finish(asTunnelError(err));
+      return;
+    }
+    tlsSocket.on('error', (err) => {
+      let message = `TLS handshake with ${authority} failed: ${describeError(err)}`;
+      if (err.code && !message.includes(err.code)) message += ` (${err.code})`;
+      if (UNTRUSTED_CERTIFICATE_CODES.has(err.code)) {
+        const caInfo = nonBlank(tunnel.env.AGENT_CAINFO);
+        message += caInfo
+          ? `; check that the Agent.CAInfo file ${caInfo} holds the CA that issued the server's certificate`
+          : '; if the agent uses a private CA, set Agent.CAInfo';
+      }
+      finish(new TunnelError(502, message));
+    });
+    tlsSocket.once('secureConnect', () => finish(null, tlsSocket));
+  };
+
+  if (!proxy) {
+    const socket = open(lazy.net.connect({ host, port }));
+    socket.on('error', (err) =>
+      finish(new TunnelError(502, `cannot reach ${authority}: ${describeError(err)}`)),
+    );
+    socket.once('connect', () => {
+      socket.setNoDelay(true);
+      startTls(socket);
+    });
+  } else {
+    phase = `opening a tunnel to ${authority} through the agent's proxy ${proxy.display}`;
+    const headers = { Host: authority };
+    if (proxy.authorization) headers['Proxy-Authorization'] = proxy.authorization;
+    const request = lazy.http.request({
+      host: proxy.host,
+      port: proxy.port,
+      method: 'CONNECT',
+      path: authority,
+      headers,
+      agent: false,
+    });
+    opened.push(request);
+    request.on('socket', open);
+    request.on('error', (err) =>
+      finish(
+        new TunnelError(
+          502,
+          `cannot reach the agent's proxy ${proxy.display} (for ${authority}): ${describeError(err)}`,
+        ),
+      ),
+    );
+    request.on('connect', (response, socket, head) => {
+      response.on('error', ignore);
+      if (response.statusCode !== 200) {
+        const refusal = `the agent's proxy ${proxy.display} refused the tunnel to ${authority}`;
+        finish(new TunnelError(502, `${refusal}: HTTP ${response.statusCode}`));
+        return;
+      }
+      if (head.length > 0) socket.unshift(head);
+      socket.setNoDelay(true);
+      startTls(socket);
+    });
+    request.end();
+  }
+  return () => finish(new TunnelError(502, 'abandoned'));
+}
+
+/** Answers a request the tunnel does not serve, then closes the connection. */
+function refuse(socket, status, message, extraHeaders = {}) {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = String(message).replace(/[\r\n]+/g, ' ');
+  const headers = {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    Connection: 'close',
+    ...extraHeaders,
+  };
+  const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
+  socket.end(`HTTP/1.1 ${status} ${lazy.http.STATUS_CODES[status]}\r\n${lines.join('')}\r\n${body}`);
+  setTimeout(() => socket.destroy(), REFUSED_LINGER_MS).unref();
+}
+
+/** Relays bytes both ways; an end is passed on, an error or a close ends both. */
+function relay(client, upstream) {
+  const destroyBoth = () => {
+    client.destroy();
+    upstream.destroy();
+  };
+  client.on('error', destroyBoth);
+  upstream.on('error', destroyBoth);
+  // `end` after a close flushes what is still buffered for the other side.
+  client.on('close', () => upstream.end());
+  upstream.on('close', () => client.end());
+  client.pipe(upstream);
+  upstream.pipe(client);
+}
+
+/** Bearer token check in constant time (hashes make the lengths equal). */
+function tokenMatches(header, expectedDigest) {
+  const match = /^Bearer +(\S+) *$/i.exec(typeof header === 'string' ? header : '');
+  const given = crypto.createHash('sha256').update(match ? match[1] : '').digest();
+  return crypto.timingSafeEqual(given, expectedDigest) && match !== null;
+}
+
+function handleConnect(tunnel, request, client, head) {
+  request.on('error', ignore);
+  if (!tokenMatches(request.headers['proxy-authorization'], tunnel.tokenDigest)) {
+    refuse(client, 407, 'the tunnel token is missing or wrong', { 'Proxy-Authenticate': 'Bearer' });
+    return;
+  }
+  const target = parseTunnelTarget(request.url);
+  if (!target) {
+    const shown = JSON.stringify(String(request.url).slice(0, 300));
+    const rule = 'the tunnel target must be host:port with a port 1..65535 (IPv6 as [::1]:443)';
+    refuse(client, 400, `${rule}, not ${shown}`);
+    return;
+  }
+  const onClientGone = () => abandon();
+  const abandon = openTls(target, tunnel, (err, upstream) => {
+    client.removeListener('close', onClientGone);
+    if (err) {
+      refuse(client, err.status, err.message);
+      return;
+    }
+    if (client.destroyed || tunnel.closed) {
+      upstream.destroy();
+      return;
+    }
+    client.setNoDelay(true);
+    client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length > 0) upstream.write(head);
+    relay(client, upstream);
+  });
+  client.once('close', onClientGone);
+}
+
+/**
+ * Starts the tunnel on 127.0.0.1 (ephemeral port) for a launcher whose environment is `env`.
+ * Resolves to {address: '127.0.0.1:<port>', token, close()}; close() stops the server and
+ * destroys every open connection. The server never keeps the process alive on its own.
+ * `options.connectTimeoutMs` (default 30 s) exists for tests.
+ */
+function startTunnel(env, options = {}) {
+  const token = crypto.randomBytes(32).toString('hex');
+  const sockets = new Set();
+  const tunnel = {
+    env,
+    closed: false,
+    timeoutMs: options.connectTimeoutMs || TUNNEL_CONNECT_TIMEOUT_MS,
+    tokenDigest: crypto.createHash('sha256').update(token).digest(),
+    trustContext: once(() => trustContext(env)),
+    proxySettings: once(() => proxySettings(env)),
+    track(socket) {
+      if (tunnel.closed) {
+        socket.destroy();
+        return;
+      }
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    },
+  };
+  const server = lazy.http.createServer({ requireHostHeader: false });
+  server.on('connection', (socket) => {
+    socket.on('error', () => socket.destroy());
+    tunnel.track(socket);
+  });
+  server.on('connect', (request, client, head) => {
+    try {
+      handleConnect(tunnel, request, client, head);
+    } catch (err) {
+      refuse(client, 502, asTunnelError(err).message);
+    }
+  });
+  server.on('request', (request, response) => {
+    request.on('error', ignore);
+    response.on('error', ignore);
+    request.resume();
+    const body = `this is the task launcher's TLS tunnel: it accepts CONNECT only, not ${request.method}`;
+    response.writeHead(405, {
+      Allow: 'CONNECT',
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Content-Length': Buffer.byteLength(body),
+      Connection: 'close',
+    });
+    response.end(body);
+  });
+  server.on('clientError', (err, socket) => {
+    if (err.code === 'ECONNRESET' || socket.bytesWritten > 0) {
+      socket.destroy();
+      return;
+    }
+    refuse(socket, 400, `not an HTTP request the tunnel understands (${err.code || err.message})`);
+  });
+  const close = () => {
+    if (tunnel.closed) return;
+    tunnel.closed = true;
+    server.close();
+    for (const socket of sockets) socket.destroy();
+  };
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      server.removeListener('error', reject);
+      server.on('error', ignore);
+      server.unref();
+      resolve({ address: `127.0.0.1:${server.address().port}`, token, close });
+    });
+  });
+}
+
+/** The child's environment: the launcher's plus exactly the two tunnel variables. */
+function childEnvironment(env, tunnel) {
+  return { ...env, [TUNNEL_ENV]: tunnel.address, [TUNNEL_TOKEN_ENV]: tunnel.token };
+}
+
+// ---------------------------------------------------------------------------------------
+// Running the binary
+// ---------------------------------------------------------------------------------------
+
+/**
+ * Runs the binary with this process's environment (plus the tunnel's two variables),
+ * arguments and stdio; forwards SIGINT/SIGTERM (the agent signals on cancel) and ends the
+ * way the child ended. The tunnel closes when the child is gone.
+ */
+function run(file, args, tunnel) {
+  let child = null;
+  // Listening before the spawn: the child may print and the agent cancel before the line
+  // after spawn() runs, and without a listener that signal would kill us and orphan the
+  // child. Node runs signal listeners from the event loop, so `child` is set by then.
   const forwarders = FORWARDED_SIGNALS.map((signal) => {
     const forward = () => {
       // A child that has not started yet or is gone cannot be signalled; nothing to do.
@@ -235,13 +730,25 @@ function run(file, args) {
     return [signal, forward];
   });
   const stopForwarding = () => forwarders.forEach(([signal, fn]) => process.removeListener(signal, fn));
+  try {
+    child = childProcess.spawn(file, args, {
+      stdio: 'inherit',
+      windowsHide: true,
+      env: childEnvironment(process.env, tunnel),
+    });
+  } catch (err) {
+    stopForwarding();
+    throw err;
+  }
 
   child.on('error', (err) => {
     stopForwarding();
+    tunnel.close();
     fail(`cannot start ${file}: ${err.message}`);
   });
   child.on('exit', (code, signal) => {
     stopForwarding();
+    tunnel.close();
     if (code !== null) {
       process.exit(code);
     }
@@ -265,7 +772,17 @@ function main() {
     fail(err instanceof LauncherError ? err.message : `launcher: ${err.message}`);
     return;
   }
-  run(file, process.argv.slice(2));
+  startTunnel(process.env).then(
+    (tunnel) => {
+      try {
+        run(file, process.argv.slice(2), tunnel);
+      } catch (err) {
+        tunnel.close();
+        fail(`cannot start ${file}: ${err.message}`);
+      }
+    },
+    (err) => fail(`cannot start the launcher's TLS tunnel on 127.0.0.1: ${err.message}`),
+  );
 }
 
 if (require.main === module) {
@@ -274,14 +791,20 @@ if (require.main === module) {
   module.exports = {
     LauncherError,
     availablePlatforms,
+    TUNNEL_ENV,
+    TUNNEL_TOKEN_ENV,
     binaryFileName,
+    childEnvironment,
     escapeMessage,
     expandBrotli,
     failureLines,
     locateBinary,
     makeExecutable,
     platformKey,
+    parseTunnelTarget,
     prepare,
+    proxyTargetUrl,
     readConfig,
+    startTunnel,
   };
 }

@@ -320,5 +320,5 @@ test('a non-executable binary in a read-only folder runs from a private copy', {
 test('the launcher never loads azure-pipelines-task-lib', () => {
   const source = fs.readFileSync(LAUNCHER, 'utf8');
   const required = [...source.matchAll(/require\('([^']+)'\)/g)].map((m) => m[1]).sort();
-  assert.deepEqual(required, ['child_process', 'crypto', 'fs', 'os', 'path', 'zlib']);
+  assert.deepEqual(required, ['child_process', 'crypto', 'fs', 'http', 'net', 'os', 'path', 'tls', 'zlib']);
 });

@@ -30,7 +30,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ -z "$binary" ]]; then
-  cargo build --release --locked -p task-sdk --bin minimal-task >&2
+  cargo build --release --locked --no-default-features -p task-sdk --bin minimal-task >&2
   target_dir="$(cargo metadata --format-version 1 --no-deps | node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).target_directory)')"
   binary="$target_dir/release/minimal-task"
 fi

@@ -9,6 +9,7 @@
 //! (`launcher/launcher.js`) for a tunnel: a CONNECT to a loopback port with a per-run token,
 //! after which the launcher holds the TLS session to the server and relays plain bytes.
 //! Development builds keep TLS in-process so tests and `azp-local` run binaries directly.
+//! The protocol and its security are in docs/tls-tunnel.md.
 
 use std::time::Duration;
 
