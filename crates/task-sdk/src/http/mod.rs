@@ -599,6 +599,40 @@ mod tests {
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
+    #[test]
+    fn a_pooled_connection_reset_by_the_server_is_replaced_transparently() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let connections = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        // The first connection answers once, then closes with the next request unread,
+        // which makes the kernel reset it; later connections answer normally.
+        let (address, accepted) = raw_server(move |mut stream| {
+            let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+            read_head(&mut stream);
+            let _ = stream.write_all(OK);
+            if first {
+                let mut byte = [0u8; 1];
+                let _ = stream.peek(&mut byte);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                return;
+            }
+            while !read_head(&mut stream).is_empty() {
+                let _ = stream.write_all(OK);
+            }
+        });
+        let c = plain_client();
+        runtime().block_on(async {
+            for _ in 0..2 {
+                let r = c
+                    .send_once(&Request::post(&format!("http://{address}/")).body("x"))
+                    .await
+                    .unwrap();
+                assert_eq!(r.text(), "ok");
+            }
+        });
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
     fn tunnel_settings(address: &str) -> HttpSettings {
         let agent = agent(&[
             (LAUNCHER_TUNNEL_VARIABLE, address),

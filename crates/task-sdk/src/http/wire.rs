@@ -143,11 +143,17 @@ pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(
     let mut raw = Vec::with_capacity(1024);
     loop {
         let before = raw.len();
-        let n = io
+        let read = io
             .take((MAX_HEAD - before) as u64 + 1)
             .read_until(b'\n', &mut raw)
-            .await
-            .map_err(|e| ReadError::Broken(e.to_string()))?;
+            .await;
+        let n = match read {
+            Ok(n) => n,
+            // A reset before any byte of the answer: as good as closed (a pooled connection
+            // the server dropped), so the caller may try a fresh one.
+            Err(_) if raw.is_empty() => return Ok(None),
+            Err(e) => return Err(ReadError::Broken(e.to_string())),
+        };
         if n == 0 {
             if raw.is_empty() {
                 return Ok(None);
