@@ -147,7 +147,10 @@ impl fmt::Debug for Header {
 #[derive(Clone, Debug)]
 pub struct Request {
     pub(crate) method: Method,
+    /// The URL, or why there is none.
     pub(crate) url: Result<url::Url, String>,
+    /// The first mistake made while building (a body that does not serialise).
+    pub(crate) problem: Option<String>,
     pub(crate) headers: Vec<Header>,
     pub(crate) body: Vec<u8>,
 }
@@ -158,6 +161,7 @@ impl Request {
         Request {
             method,
             url,
+            problem: None,
             headers: Vec::new(),
             body: Vec::new(),
         }
@@ -167,6 +171,7 @@ impl Request {
         Request {
             method,
             url: Ok(url),
+            problem: None,
             headers: Vec::new(),
             body: Vec::new(),
         }
@@ -220,7 +225,10 @@ impl Request {
     pub fn json<T: Serialize + ?Sized>(mut self, body: &T) -> Request {
         match serde_json::to_vec(body) {
             Ok(bytes) => self.body = bytes,
-            Err(e) => self.url = Err(format!("the request body is not valid JSON: {e}")),
+            Err(e) => {
+                let problem = format!("the request body cannot be written as JSON: {e}");
+                self.problem.get_or_insert(problem);
+            }
         }
         self.header("content-type", "application/json")
     }

@@ -266,6 +266,9 @@ impl Client {
     }
 
     async fn exchange(&self, request: &Request) -> Result<Response, Failure> {
+        if let Some(problem) = &request.problem {
+            return Err(Failure::Unusable(problem.clone()));
+        }
         let url = request
             .url
             .as_ref()
