@@ -234,6 +234,14 @@ const TUNNEL_TOKEN_ENV = 'AZDO_DATA_TASKS_TLS_TUNNEL_TOKEN';
 const TUNNEL_CONNECT_TIMEOUT_MS = 30000;
 /** How long a refused client may take to read the answer and hang up. */
 const REFUSED_LINGER_MS = 5000;
+/**
+ * On a refusal that retrying cannot fix, so that the client gives up at once instead of
+ * retrying: bad requests to the tunnel (400, 405, 407), the agent's settings (CA files, proxy
+ * URL, bypass list), certificate or TLS protocol failures, and the agent's proxy asking for
+ * other credentials (407). Transient failures (refused, reset, DNS, timeouts, proxy 502/503)
+ * go without it.
+ */
+const NO_RETRY = Object.freeze({ 'X-Tunnel-Retry': 'no' });
 /** Verification failures that a private CA (Agent.CAInfo) would fix. */
 const UNTRUSTED_CERTIFICATE_CODES = new Set([
   'SELF_SIGNED_CERT_IN_CHAIN',
@@ -260,12 +268,81 @@ const lazy = {
 
 function ignore() {}
 
-/** Why a tunnel could not be opened: the HTTP status to answer and a one-line message. */
+/**
+ * Why a tunnel could not be opened: the HTTP status to answer, a one-line message, and
+ * whether a retry could help (`permanent`: it cannot; the answer carries NO_RETRY).
+ */
 class TunnelError extends Error {
-  constructor(status, message) {
+  constructor(status, message, { permanent = false } = {}) {
     super(message);
     this.status = status;
+    this.permanent = permanent;
   }
+}
+
+/** A TunnelError that retrying cannot fix (a setting, a certificate). */
+function permanentError(status, message) {
+  return new TunnelError(status, message, { permanent: true });
+}
+
+/**
+ * Node's codes for X.509 verification failures (tls.md, "X509 certificate error codes"),
+ * without OUT_OF_MEM; UNSPECIFIED is Node's code for a verification error it has no name for.
+ */
+const CERTIFICATE_FAILURE_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_CRL',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CRL_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CRL_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'CRL_NOT_YET_VALID',
+  'CRL_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'ERROR_IN_CRL_LAST_UPDATE_FIELD',
+  'ERROR_IN_CRL_NEXT_UPDATE_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+  'UNSPECIFIED',
+]);
+
+/** TLS-layer codes that can pass: the peer hung up mid-handshake, an internal error, a corrupt record. */
+const TRANSIENT_TLS_CODES = new Set([
+  'ERR_TLS_HANDSHAKE_TIMEOUT',
+  'ERR_SSL_UNEXPECTED_EOF_WHILE_READING',
+  'ERR_SSL_TLSV1_ALERT_INTERNAL_ERROR',
+  'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC',
+  'ERR_SSL_BAD_RECORD_MAC',
+]);
+
+/**
+ * Whether a TLS handshake error is permanent (retrying the same connection cannot fix it).
+ * The rule: the error's `code` is one of Node's X.509 verification codes
+ * (CERTIFICATE_FAILURE_CODES), or starts with `ERR_TLS_` (Node's TLS checks, e.g.
+ * ERR_TLS_CERT_ALTNAME_INVALID) or `ERR_SSL_` (OpenSSL's protocol errors and the server's
+ * alerts, e.g. ERR_SSL_WRONG_VERSION_NUMBER, ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE), except the
+ * few in TRANSIENT_TLS_CODES. Everything else (ECONNRESET when the server hangs up during the
+ * handshake, EPIPE, ETIMEDOUT, no code) is transient.
+ */
+function isPermanentTlsFailure(err) {
+  const code = err && typeof err.code === 'string' ? err.code : '';
+  if (CERTIFICATE_FAILURE_CODES.has(code)) return true;
+  if (TRANSIENT_TLS_CODES.has(code)) return false;
+  return code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_');
 }
 
 /** A socket error as text; Node's happy-eyeballs AggregateError has an empty message. */
@@ -300,10 +377,50 @@ function parseTunnelTarget(target) {
   return { host, port, authority };
 }
 
-/** The URL the agent's proxy bypass list is matched against: `https://host/` for port 443. */
+/**
+ * The string the agent's bypass regexes are matched against, as the agent builds it
+ * (AgentWebProxy.IsMatchInBypassList): `scheme://host`, plus `:port` only when the port is not
+ * the scheme's default; no trailing slash, no path. .NET's Uri.Host is lower case, IPv6 in
+ * brackets.
+ */
 function proxyTargetUrl(host, port) {
-  const name = host.includes(':') ? `[${host}]` : host;
-  return port === 443 ? `https://${name}/` : `https://${name}:${port}/`;
+  const lower = host.toLowerCase();
+  const name = lower.includes(':') ? `[${lower}]` : lower;
+  return port === 443 ? `https://${name}` : `https://${name}:${port}`;
+}
+
+/**
+ * Whether .NET's Uri.IsLoopback holds for a host, which the agent's proxy always bypasses:
+ * the names `localhost` and `loopback` (any case; .NET treats both as loopback), IPv4
+ * 127.0.0.0/8, IPv6 ::1, and the IPv4-compatible/mapped forms of 127.0.0.1
+ * (::127.0.0.1, ::ffff:127.0.0.1), as .NET's IPv6 parser does.
+ */
+function isLoopbackHost(host) {
+  const lower = String(host).toLowerCase();
+  if (lower === 'localhost' || lower === 'loopback') return true;
+  const net = lazy.net;
+  if (net.isIPv4(lower)) return lower.startsWith('127.');
+  if (!net.isIPv6(lower)) return false;
+  // The WHATWG URL parser writes IPv6 in its canonical compressed form.
+  let canonical;
+  try {
+    canonical = new URL(`http://[${lower}]/`).hostname;
+  } catch {
+    return false;
+  }
+  return ['[::1]', '[::7f00:1]', '[::ffff:7f00:1]'].includes(canonical);
+}
+
+/**
+ * Whether a tunnel to host:port goes through the agent's proxy (`settings` from
+ * proxySettings(), null without a proxy). As the agent's AgentWebProxy.IsBypassed: not without
+ * a proxy, not to a loopback host, not when a bypass regex matches proxyTargetUrl().
+ */
+function shouldUseProxy(settings, host, port) {
+  if (!settings) return false;
+  if (isLoopbackHost(host)) return false;
+  const url = proxyTargetUrl(host, port);
+  return !settings.bypass.some((re) => re.test(url));
 }
 
 function nonBlank(value) {
@@ -316,10 +433,10 @@ function readPemCertificates(file, setting) {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw new TunnelError(502, `cannot read the ${setting} file ${file}: ${err.message}`);
+    throw permanentError(502, `cannot read the ${setting} file ${file}: ${err.message}`);
   }
   const certificates = text.match(PEM_CERTIFICATE);
-  if (!certificates) throw new TunnelError(502, `the ${setting} file ${file} holds no PEM certificate`);
+  if (!certificates) throw permanentError(502, `the ${setting} file ${file} holds no PEM certificate`);
   return certificates;
 }
 
@@ -359,7 +476,7 @@ function trustContext(env) {
     return tls.createSecureContext({ ca });
   } catch (err) {
     const source = caInfo ? `the Agent.CAInfo file ${caInfo}` : 'the system trust store';
-    throw new TunnelError(502, `cannot use the certificates of ${source}: ${describeError(err)}`);
+    throw permanentError(502, `cannot use the certificates of ${source}: ${describeError(err)}`);
   }
 }
 
@@ -372,10 +489,10 @@ function proxySettings(env) {
     url = new URL(raw);
   } catch {
     // The value is not echoed: it may carry credentials.
-    throw new TunnelError(502, "the agent's proxy setting Agent.ProxyUrl is not a valid URL");
+    throw permanentError(502, "the agent's proxy setting Agent.ProxyUrl is not a valid URL");
   }
   if (url.protocol !== 'http:') {
-    throw new TunnelError(
+    throw permanentError(
       502,
       `the agent's proxy setting Agent.ProxyUrl must be an http:// URL, not ${url.protocol}`,
     );
@@ -390,20 +507,21 @@ function proxySettings(env) {
       patterns = err;
     }
     if (!Array.isArray(patterns) || patterns.some((p) => typeof p !== 'string')) {
-      throw new TunnelError(
+      throw permanentError(
         502,
         "the agent's setting Agent.ProxyBypassList is not a JSON array of regular expressions",
       );
     }
+    // As the agent: trimmed, blank ones skipped, case-insensitive, and a pattern that does not
+    // compile is ignored (the agent eats the exception), so the agent and the tunnel agree on
+    // which hosts bypass the proxy.
     for (const pattern of patterns) {
-      if (pattern.trim() === '') continue;
+      const trimmed = pattern.trim();
+      if (trimmed === '') continue;
       try {
-        bypass.push(new RegExp(pattern, 'i'));
-      } catch (err) {
-        throw new TunnelError(
-          502,
-          `the agent's setting Agent.ProxyBypassList holds an invalid regular expression: ${err.message}`,
-        );
+        bypass.push(new RegExp(trimmed, 'i'));
+      } catch {
+        /* ignored, as the agent does */
       }
     }
   }
@@ -471,8 +589,7 @@ function openTls(target, tunnel, done) {
   let secureContext;
   try {
     const settings = tunnel.proxySettings();
-    const url = proxyTargetUrl(host, port);
-    proxy = settings && !settings.bypass.some((re) => re.test(url)) ? settings : null;
+    proxy = shouldUseProxy(settings, host, port) ? settings : null;
     secureContext = tunnel.trustContext();
   } catch (err) {
     finish(asTunnelError(err));
@@ -500,7 +617,7 @@ function openTls(target, tunnel, done) {
           ? `; check that the Agent.CAInfo file ${caInfo} holds the CA that issued the server's certificate`
           : '; if the agent uses a private CA, set Agent.CAInfo';
       }
-      finish(new TunnelError(502, message));
+      finish(new TunnelError(502, message, { permanent: isPermanentTlsFailure(err) }));
     });
     tlsSocket.once('secureConnect', () => finish(null, tlsSocket));
   };
@@ -540,7 +657,10 @@ function openTls(target, tunnel, done) {
       response.on('error', ignore);
       if (response.statusCode !== 200) {
         const refusal = `the agent's proxy ${proxy.display} refused the tunnel to ${authority}`;
-        finish(new TunnelError(502, `${refusal}: HTTP ${response.statusCode}`));
+        // 407: the proxy wants other credentials (Agent.ProxyUsername/Password); a retry sends
+        // the same ones. Other refusals (502, 503…) may pass.
+        const permanent = response.statusCode === 407;
+        finish(new TunnelError(502, `${refusal}: HTTP ${response.statusCode}`, { permanent }));
         return;
       }
       if (head.length > 0) socket.unshift(head);
@@ -595,21 +715,24 @@ function tokenMatches(header, expectedDigest) {
 function handleConnect(tunnel, request, client, head) {
   request.on('error', ignore);
   if (!tokenMatches(request.headers['proxy-authorization'], tunnel.tokenDigest)) {
-    refuse(client, 407, 'the tunnel token is missing or wrong', { 'Proxy-Authenticate': 'Bearer' });
+    refuse(client, 407, 'the tunnel token is missing or wrong', {
+      'Proxy-Authenticate': 'Bearer',
+      ...NO_RETRY,
+    });
     return;
   }
   const target = parseTunnelTarget(request.url);
   if (!target) {
     const shown = JSON.stringify(String(request.url).slice(0, 300));
     const rule = 'the tunnel target must be host:port with a port 1..65535 (IPv6 as [::1]:443)';
-    refuse(client, 400, `${rule}, not ${shown}`);
+    refuse(client, 400, `${rule}, not ${shown}`, NO_RETRY);
     return;
   }
   const onClientGone = () => abandon();
   const abandon = openTls(target, tunnel, (err, upstream) => {
     client.removeListener('close', onClientGone);
     if (err) {
-      refuse(client, err.status, err.message);
+      refuse(client, err.status, err.message, err.permanent ? NO_RETRY : {});
       return;
     }
     if (client.destroyed || tunnel.closed) {
@@ -658,7 +781,8 @@ function startTunnel(env, options = {}) {
     try {
       handleConnect(tunnel, request, client, head);
     } catch (err) {
-      refuse(client, 502, asTunnelError(err).message);
+      const error = asTunnelError(err);
+      refuse(client, error.status, error.message, error.permanent ? NO_RETRY : {});
     }
   });
   server.on('request', (request, response) => {
@@ -671,6 +795,7 @@ function startTunnel(env, options = {}) {
       'Content-Type': 'text/plain; charset=utf-8',
       'Content-Length': Buffer.byteLength(body),
       Connection: 'close',
+      ...NO_RETRY,
     });
     response.end(body);
   });
@@ -679,7 +804,7 @@ function startTunnel(env, options = {}) {
       socket.destroy();
       return;
     }
-    refuse(socket, 400, `not an HTTP request the tunnel understands (${err.code || err.message})`);
+    refuse(socket, 400, `not an HTTP request the tunnel understands (${err.code || err.message})`, NO_RETRY);
   });
   const close = () => {
     if (tunnel.closed) return;
@@ -803,8 +928,12 @@ if (require.main === module) {
     platformKey,
     parseTunnelTarget,
     prepare,
+    isLoopbackHost,
+    isPermanentTlsFailure,
+    proxySettings,
     proxyTargetUrl,
     readConfig,
+    shouldUseProxy,
     startTunnel,
   };
 }

@@ -1,11 +1,14 @@
 // Tests of the launcher's TLS tunnel (docs/tls-tunnel.md), driven as the Rust side
 // drives it: a raw TCP socket, a CONNECT with the token, then plain HTTP/1.1 inside. The
-// "remote" servers are an HTTPS server with a throw-away test CA (fixtures/) and a fake agent
-// proxy, all on 127.0.0.1.
+// "remote" servers are an HTTPS server with throw-away test CAs (fixtures/) and a fake agent
+// proxy, all on 127.0.0.1. The agent's proxy is never used for loopback targets, so the proxy
+// tests use the name adb-1.example.test, which this process's dns.lookup resolves to 127.0.0.1
+// (resolveTestNames).
 'use strict';
 
 const assert = require('node:assert/strict');
 const childProcess = require('node:child_process');
+const dns = require('node:dns');
 const fs = require('node:fs');
 const http = require('node:http');
 const https = require('node:https');
@@ -22,6 +25,13 @@ const POSIX = process.platform !== 'win32';
 const fixture = (name) => path.join(__dirname, 'fixtures', name);
 const TEST_CA = fixture('test-ca.pem');
 const OTHER_CA = fixture('test-other-ca.pem');
+/** A non-loopback name with a certificate signed by EXAMPLE_CA. */
+const EXAMPLE_HOST = 'adb-1.example.test';
+const EXAMPLE_CA = fixture('test-example-ca.pem');
+/** Resolves to 127.0.0.1 too, but has no certificate: the server answers with its localhost one. */
+const WRONG_NAME_HOST = 'wrong-name.example.test';
+/** Does not resolve. */
+const MISSING_HOST = 'nowhere.example.test';
 const TIMEOUT = { timeout: 15000 };
 
 function listen(server) {
@@ -31,7 +41,38 @@ function listen(server) {
   });
 }
 
-/** An HTTPS server that answers with what it saw: path, SNI, ALPN. Sends leaf + CA. */
+/**
+ * Makes this process's dns.lookup (which net.connect uses) resolve EXAMPLE_HOST and
+ * WRONG_NAME_HOST to 127.0.0.1 and fail MISSING_HOST with ENOTFOUND, until the test ends.
+ */
+function resolveTestNames(t) {
+  const original = dns.lookup;
+  dns.lookup = function lookup(hostname, options, callback) {
+    if (typeof options === 'function') [options, callback] = [{}, options];
+    if (typeof options === 'number') options = { family: options };
+    const name = String(hostname).toLowerCase();
+    if (name === EXAMPLE_HOST || name === WRONG_NAME_HOST) {
+      process.nextTick(() =>
+        options.all ? callback(null, [{ address: '127.0.0.1', family: 4 }]) : callback(null, '127.0.0.1', 4),
+      );
+      return {};
+    }
+    if (name === MISSING_HOST) {
+      const err = Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname}`), { code: 'ENOTFOUND', hostname });
+      process.nextTick(() => callback(err));
+      return {};
+    }
+    return original.call(this, hostname, options, callback);
+  };
+  t.after(() => {
+    dns.lookup = original;
+  });
+}
+
+/**
+ * An HTTPS server that answers with what it saw: path, SNI, ALPN. Sends leaf + CA: the
+ * localhost/127.0.0.1 certificate, or EXAMPLE_HOST's when that is the SNI.
+ */
 async function httpsServer(t) {
   const server = https.createServer(
     {
@@ -51,6 +92,10 @@ async function httpsServer(t) {
       res.end(`hello from https ${JSON.stringify(seen)}`);
     },
   );
+  server.addContext(EXAMPLE_HOST, {
+    key: fs.readFileSync(fixture('test-example-key.pem')),
+    cert: fs.readFileSync(fixture('test-example-cert.pem'), 'utf8') + fs.readFileSync(EXAMPLE_CA, 'utf8'),
+  });
   server.on('tlsClientError', () => {});
   const port = await listen(server);
   t.after(() => {
@@ -58,6 +103,17 @@ async function httpsServer(t) {
     server.close();
   });
   return { server, port };
+}
+
+/** A TCP server that does `onSocket(socket)` with each connection (a broken "TLS" server). */
+async function rawServer(t, onSocket) {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    onSocket(socket);
+  });
+  const port = await listen(server);
+  t.after(() => server.close());
+  return port;
 }
 
 /** A port nothing listens on (just released). */
@@ -70,7 +126,8 @@ async function closedPort() {
 
 /**
  * A fake agent proxy: records each CONNECT line and Proxy-Authorization, then either
- * answers `refuse` (a status code) or connects to the target and pipes.
+ * answers `refuse` (a status code) or connects to the target (through dns.lookup, see
+ * resolveTestNames) and pipes.
  */
 async function fakeProxy(t, { refuse } = {}) {
   const seen = [];
@@ -169,6 +226,15 @@ async function get(socket, { close = true, host = '127.0.0.1' } = {}) {
   return readResponse(socket, { connect: false });
 }
 
+/**
+ * A permanent refusal carries `X-Tunnel-Retry: no` (the client must not retry); a transient
+ * one does not.
+ */
+function assertRetry(answer, retry) {
+  const header = answer.headers['x-tunnel-retry'];
+  assert.equal(header, retry ? undefined : 'no', `X-Tunnel-Retry for ${answer.statusLine}: ${answer.body}`);
+}
+
 function assertFailure(answer, status, ...patterns) {
   assert.equal(answer.status, status, answer.statusLine + answer.body);
   assert.equal(answer.headers['content-type'], 'text/plain; charset=utf-8');
@@ -198,10 +264,71 @@ test('tunnel targets are host:port with a port 1..65535, IPv6 in brackets', () =
   }
 });
 
-test('the bypass list sees https://host/ for 443 and https://host:port/ otherwise', () => {
-  assert.equal(launcher.proxyTargetUrl('example.com', 443), 'https://example.com/');
-  assert.equal(launcher.proxyTargetUrl('example.com', 8443), 'https://example.com:8443/');
-  assert.equal(launcher.proxyTargetUrl('::1', 443), 'https://[::1]/');
+test('the bypass list sees https://host for 443 and https://host:port otherwise, without a slash', () => {
+  assert.equal(launcher.proxyTargetUrl('example.com', 443), 'https://example.com');
+  assert.equal(launcher.proxyTargetUrl('example.com', 8443), 'https://example.com:8443');
+  assert.equal(launcher.proxyTargetUrl('::1', 443), 'https://[::1]');
+  assert.equal(launcher.proxyTargetUrl('2001:db8::1', 8443), 'https://[2001:db8::1]:8443');
+  // .NET's Uri.Host is lower case.
+  assert.equal(launcher.proxyTargetUrl('ADB-1.Example.TEST', 443), 'https://adb-1.example.test');
+});
+
+test('loopback hosts are those .NET Uri.IsLoopback accepts', () => {
+  for (const host of ['localhost', 'LocalHost', 'loopback', '127.0.0.1', '127.255.0.9', '::1', '0:0:0:0:0:0:0:1',
+    '::ffff:127.0.0.1', '::127.0.0.1']) {
+    assert.equal(launcher.isLoopbackHost(host), true, host);
+  }
+  for (const host of ['adb-1.example.test', 'localhost.', 'localhost.example', 'my-localhost', '128.0.0.1',
+    '10.127.0.1', '::2', '::ffff:127.0.0.2', '::ffff:10.0.0.1', 'fe80::1']) {
+    assert.equal(launcher.isLoopbackHost(host), false, host);
+  }
+});
+
+test('shouldUseProxy follows the agent: no proxy, a loopback target or a matching bypass regex go direct', () => {
+  const settings = (list) =>
+    launcher.proxySettings({ AGENT_PROXYURL: 'http://proxy.example:8888', AGENT_PROXYBYPASSLIST: list && JSON.stringify(list) });
+  const use = (list, host, port = 443) => launcher.shouldUseProxy(settings(list), host, port);
+  assert.equal(launcher.shouldUseProxy(null, EXAMPLE_HOST, 443), false, 'no proxy');
+  assert.equal(launcher.proxySettings({ AGENT_PROXYURL: '  ' }), null, 'a blank proxy URL is none');
+  assert.equal(use(undefined, EXAMPLE_HOST), true);
+  assert.equal(use(undefined, '10.0.0.1', 8443), true);
+  // Loopback always goes direct, without any bypass list.
+  for (const host of ['localhost', 'LOCALHOST', 'loopback', '127.0.0.1', '127.1.2.3', '::1', '::ffff:127.0.0.1']) {
+    assert.equal(use(undefined, host), false, host);
+    assert.equal(use([], host, 8443), false, host);
+  }
+  // The regexes see scheme://host[:port] without a slash; :port only when it is not 443.
+  assert.equal(use(['\\.corp\\.example$'], 'x.corp.example'), false);
+  assert.equal(use(['\\.corp\\.example$'], 'x.corp.example', 8443), true, 'the port is part of the string');
+  assert.equal(use(['^https://x\\.corp\\.example:8443$'], 'x.corp.example', 8443), false);
+  assert.equal(use(['^https://x\\.corp\\.example:443$'], 'x.corp.example', 443), true, 'no :443');
+  assert.equal(use(['^https://x\\.corp\\.example/$'], 'x.corp.example'), true, 'no trailing slash');
+  assert.equal(use(['^https://\\[2001:db8::1\\]$'], '2001:db8::1'), false, 'IPv6 in brackets');
+  assert.equal(use(['nothing\\.example', 'CORP\\.Example'], 'x.corp.example'), false, 'any one, any case');
+  // Patterns are trimmed (an anchored pattern still matches), blank ones skipped (an empty
+  // regex would match everything).
+  assert.equal(use(['  ^https://x\\.corp\\.example$  '], 'x.corp.example'), false);
+  assert.equal(use(['', '   '], 'x.corp.example'), true);
+  // A pattern that does not compile is ignored, as the agent ignores it; the others still count.
+  assert.equal(use(['(unclosed', '[z-a]'], 'x.corp.example'), true);
+  assert.equal(use(['(unclosed', '\\.corp\\.example$'], 'x.corp.example'), false);
+  assert.equal(use(['(unclosed', '\\.corp\\.example$'], EXAMPLE_HOST), true);
+});
+
+test('isPermanentTlsFailure: certificate and TLS protocol codes yes, resets and timeouts no', () => {
+  const permanent = (code) => launcher.isPermanentTlsFailure(Object.assign(new Error('x'), code && { code }));
+  for (const code of ['SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+    'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_REVOKED', 'INVALID_CA',
+    'HOSTNAME_MISMATCH', 'ERR_TLS_CERT_ALTNAME_INVALID', 'ERR_SSL_WRONG_VERSION_NUMBER',
+    'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION', 'ERR_SSL_NO_PROTOCOLS_AVAILABLE']) {
+    assert.equal(permanent(code), true, code);
+  }
+  for (const code of ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'OUT_OF_MEM',
+    'ERR_TLS_HANDSHAKE_TIMEOUT', 'ERR_SSL_UNEXPECTED_EOF_WHILE_READING', 'ERR_SSL_TLSV1_ALERT_INTERNAL_ERROR',
+    'ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC', 'ERR_SOCKET_CLOSED', undefined]) {
+    assert.equal(permanent(code), false, String(code));
+  }
+  assert.equal(launcher.isPermanentTlsFailure(null), false);
 });
 
 test('the child environment is the given one plus exactly the two variables', () => {
@@ -291,6 +418,7 @@ test('a missing or wrong token gets 407 and a closed connection', TIMEOUT, async
   ]) {
     const answer = await ask(tunnel, target, { request });
     assertFailure(answer, 407, 'token');
+    assertRetry(answer, false);
     assert.equal(answer.statusLine, 'HTTP/1.1 407 Proxy Authentication Required');
     assert.doesNotMatch(answer.body, new RegExp(tunnel.token));
     await socketClosed(answer.socket);
@@ -304,6 +432,7 @@ test('anything but CONNECT gets 405 and Connection: close', TIMEOUT, async (t) =
       request: `${method} / HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Bearer ${tunnel.token}\r\nContent-Length: 0\r\n\r\n`,
     });
     assertFailure(answer, 405, 'CONNECT', method);
+    assertRetry(answer, false);
     assert.equal(answer.headers.allow, 'CONNECT');
     await socketClosed(answer.socket);
   }
@@ -314,10 +443,12 @@ test('a target that is not host:port gets 400 with a text body', TIMEOUT, async 
   for (const target of ['example.com', 'example.com:0', 'example.com:65536', '[::1', '[nothing]:443', '/']) {
     const answer = await ask(tunnel, target);
     assertFailure(answer, 400, 'host:port', JSON.stringify(target));
+    assertRetry(answer, false);
     await socketClosed(answer.socket);
   }
   const garbage = await ask(tunnel, null, { request: 'this is not http\r\n\r\n' });
   assert.equal(garbage.status, 400);
+  assertRetry(garbage, false);
 });
 
 test('an untrusted certificate without Agent.CAInfo is a 502 naming host and TLS error', TIMEOUT, async (t) => {
@@ -326,6 +457,7 @@ test('an untrusted certificate without Agent.CAInfo is a 502 naming host and TLS
     const tunnel = await tunnelFor(t, env);
     const answer = await ask(tunnel, `127.0.0.1:${port}`);
     assertFailure(answer, 502);
+    assertRetry(answer, false);
     assert.equal(
       answer.body,
       `TLS handshake with 127.0.0.1:${port} failed: self-signed certificate in certificate chain ` +
@@ -344,6 +476,31 @@ test('Agent.CAInfo adds to NODE_EXTRA_CA_CERTS, and a CA file that does not help
   const other = await tunnelFor(t, { AGENT_CAINFO: OTHER_CA });
   const refused = await ask(other, `127.0.0.1:${port}`);
   assertFailure(refused, 502, `127.0.0.1:${port}`, 'SELF_SIGNED_CERT_IN_CHAIN', `Agent.CAInfo file ${OTHER_CA}`);
+  assertRetry(refused, false);
+});
+
+test('a certificate for another name, or a server that does not speak TLS, is permanent', TIMEOUT, async (t) => {
+  resolveTestNames(t);
+  const { port } = await httpsServer(t);
+  const tunnel = await tunnelFor(t, { AGENT_CAINFO: TEST_CA });
+  const wrongName = await ask(tunnel, `${WRONG_NAME_HOST}:${port}`);
+  assertFailure(wrongName, 502, `TLS handshake with ${WRONG_NAME_HOST}:${port} failed`, 'ERR_TLS_CERT_ALTNAME_INVALID');
+  assertRetry(wrongName, false);
+
+  const plain = await rawServer(t, (socket) => socket.once('data', () => socket.write('HTTP/1.1 400 Bad Request\r\n\r\n')));
+  const notTls = await ask(tunnel, `127.0.0.1:${plain}`);
+  assertFailure(notTls, 502, `TLS handshake with 127.0.0.1:${plain} failed`, 'ERR_SSL_WRONG_VERSION_NUMBER');
+  assertRetry(notTls, false);
+});
+
+test('a server that hangs up or resets during the handshake is transient', TIMEOUT, async (t) => {
+  const tunnel = await tunnelFor(t, { AGENT_CAINFO: TEST_CA });
+  for (const hangUp of [(socket) => socket.end(), (socket) => socket.resetAndDestroy()]) {
+    const port = await rawServer(t, (socket) => socket.once('data', () => hangUp(socket)));
+    const answer = await ask(tunnel, `127.0.0.1:${port}`);
+    assertFailure(answer, 502, `TLS handshake with 127.0.0.1:${port} failed`, 'ECONNRESET');
+    assertRetry(answer, true);
+  }
 });
 
 test('an unreadable Agent.CAInfo or NODE_EXTRA_CA_CERTS file is a 502 naming it', TIMEOUT, async (t) => {
@@ -352,14 +509,21 @@ test('an unreadable Agent.CAInfo or NODE_EXTRA_CA_CERTS file is a 502 naming it'
   const tunnel = await tunnelFor(t, { AGENT_CAINFO: missing });
   const answer = await ask(tunnel, `127.0.0.1:${port}`);
   assertFailure(answer, 502, 'Agent.CAInfo', missing);
+  assertRetry(answer, false);
   // Again: the outcome is remembered, the answer the same.
-  assertFailure(await ask(tunnel, `127.0.0.1:${port}`), 502, 'Agent.CAInfo', missing);
+  const again = await ask(tunnel, `127.0.0.1:${port}`);
+  assertFailure(again, 502, 'Agent.CAInfo', missing);
+  assertRetry(again, false);
 
   const notPem = await tunnelFor(t, { AGENT_CAINFO: fixture('README.md') });
-  assertFailure(await ask(notPem, `127.0.0.1:${port}`), 502, 'Agent.CAInfo', 'no PEM certificate');
+  const noCertificate = await ask(notPem, `127.0.0.1:${port}`);
+  assertFailure(noCertificate, 502, 'Agent.CAInfo', 'no PEM certificate');
+  assertRetry(noCertificate, false);
 
   const extra = await tunnelFor(t, { AGENT_CAINFO: TEST_CA, NODE_EXTRA_CA_CERTS: missing });
-  assertFailure(await ask(extra, `127.0.0.1:${port}`), 502, 'NODE_EXTRA_CA_CERTS', missing);
+  const extraMissing = await ask(extra, `127.0.0.1:${port}`);
+  assertFailure(extraMissing, 502, 'NODE_EXTRA_CA_CERTS', missing);
+  assertRetry(extraMissing, false);
 });
 
 test('an unreachable port is a 502 naming host:port', TIMEOUT, async (t) => {
@@ -367,6 +531,15 @@ test('an unreachable port is a 502 naming host:port', TIMEOUT, async (t) => {
   const tunnel = await tunnelFor(t, {});
   const answer = await ask(tunnel, `127.0.0.1:${port}`);
   assertFailure(answer, 502, `cannot reach 127.0.0.1:${port}`, 'ECONNREFUSED');
+  assertRetry(answer, true);
+});
+
+test('a name that does not resolve is a transient 502 naming host:port', TIMEOUT, async (t) => {
+  resolveTestNames(t);
+  const tunnel = await tunnelFor(t, {});
+  const answer = await ask(tunnel, `${MISSING_HOST}:443`);
+  assertFailure(answer, 502, `cannot reach ${MISSING_HOST}:443`, 'ENOTFOUND');
+  assertRetry(answer, true);
 });
 
 test('a server that never finishes the handshake is a 504 after the connect timeout', TIMEOUT, async (t) => {
@@ -377,97 +550,142 @@ test('a server that never finishes the handshake is a 504 after the connect time
   const started = Date.now();
   const answer = await ask(tunnel, `127.0.0.1:${port}`);
   assertFailure(answer, 504, 'timed out after 0.3 s', `TLS handshake with 127.0.0.1:${port}`);
+  assertRetry(answer, true);
   assert.equal(answer.statusLine, 'HTTP/1.1 504 Gateway Timeout');
   assert.ok(Date.now() - started < 5000);
 });
 
 // --- the agent's proxy ----------------------------------------------------------------------
+// The target is EXAMPLE_HOST (not loopback, so the proxy is used); the fake proxy resolves it
+// to 127.0.0.1 and relays to the HTTPS server, which presents EXAMPLE_HOST's certificate.
 
 const PASSWORD = 'pa55-w0rd-never-shown';
 
 test("the tunnel goes through the agent's proxy with Basic auth", TIMEOUT, async (t) => {
+  resolveTestNames(t);
   const { port } = await httpsServer(t);
   const proxy = await fakeProxy(t);
+  const target = `${EXAMPLE_HOST}:${port}`;
   for (const passwordVariable of ['SECRET_AGENT_PROXYPASSWORD', 'AGENT_PROXYPASSWORD']) {
     const tunnel = await tunnelFor(t, {
-      AGENT_CAINFO: TEST_CA,
+      AGENT_CAINFO: EXAMPLE_CA,
       AGENT_PROXYURL: proxy.url,
       AGENT_PROXYUSERNAME: 'agent-user',
       [passwordVariable]: PASSWORD,
     });
-    const answer = await ask(tunnel, `127.0.0.1:${port}`);
+    const answer = await ask(tunnel, target);
     assert.equal(answer.status, 200, answer.body);
-    assert.match((await get(answer.socket)).body, /^hello from https/);
+    // SNI is the target's name, and its certificate is verified, through the proxy.
+    const response = await get(answer.socket, { host: EXAMPLE_HOST });
+    assert.equal(response.body, `hello from https {"path":"/through","servername":"${EXAMPLE_HOST}","alpn":"http/1.1"}`);
   }
   const basic = `Basic ${Buffer.from(`agent-user:${PASSWORD}`).toString('base64')}`;
   assert.deepEqual(proxy.seen, [
-    { line: `CONNECT 127.0.0.1:${port} HTTP/1.1`, authorization: basic },
-    { line: `CONNECT 127.0.0.1:${port} HTTP/1.1`, authorization: basic },
+    { line: `CONNECT ${target} HTTP/1.1`, authorization: basic },
+    { line: `CONNECT ${target} HTTP/1.1`, authorization: basic },
   ]);
 });
 
 test('without a proxy user name no Proxy-Authorization is sent', TIMEOUT, async (t) => {
+  resolveTestNames(t);
   const { port } = await httpsServer(t);
   const proxy = await fakeProxy(t);
-  const tunnel = await tunnelFor(t, { AGENT_CAINFO: TEST_CA, AGENT_PROXYURL: `${proxy.url}/` });
-  assert.equal((await ask(tunnel, `127.0.0.1:${port}`)).status, 200);
-  assert.deepEqual(proxy.seen, [{ line: `CONNECT 127.0.0.1:${port} HTTP/1.1`, authorization: undefined }]);
+  const tunnel = await tunnelFor(t, { AGENT_CAINFO: EXAMPLE_CA, AGENT_PROXYURL: `${proxy.url}/` });
+  assert.equal((await ask(tunnel, `${EXAMPLE_HOST}:${port}`)).status, 200);
+  assert.deepEqual(proxy.seen, [{ line: `CONNECT ${EXAMPLE_HOST}:${port} HTTP/1.1`, authorization: undefined }]);
 });
 
-test('a target matching Agent.ProxyBypassList goes direct', TIMEOUT, async (t) => {
+test("loopback targets never use the agent's proxy, even without a bypass list", TIMEOUT, async (t) => {
   const { port } = await httpsServer(t);
   const proxy = await fakeProxy(t);
-  for (const list of [['^HTTPS://127\\.0\\.0\\.1:' + port + '/$'], ['nothing\\.example', '127\\.0\\.0\\.1']]) {
+  for (const list of [undefined, '[]', '["nothing\\\\.example"]']) {
+    const tunnel = await tunnelFor(t, { AGENT_CAINFO: TEST_CA, AGENT_PROXYURL: proxy.url, AGENT_PROXYBYPASSLIST: list });
+    for (const target of [`127.0.0.1:${port}`, `localhost:${port}`]) {
+      const answer = await ask(tunnel, target);
+      assert.equal(answer.status, 200, answer.body);
+      assert.match((await get(answer.socket)).body, /^hello from https/);
+    }
+  }
+  assert.deepEqual(proxy.seen, []);
+});
+
+test('a target matching Agent.ProxyBypassList goes direct; invalid patterns are ignored', TIMEOUT, async (t) => {
+  resolveTestNames(t);
+  const { port } = await httpsServer(t);
+  const proxy = await fakeProxy(t);
+  const target = `${EXAMPLE_HOST}:${port}`;
+  for (const list of [
+    [`^HTTPS://ADB-1\\.example\\.test:${port}$`],
+    ['(unclosed', 'nothing\\.example', '  \\.EXAMPLE\\.test:[0-9]+$  '],
+  ]) {
     const tunnel = await tunnelFor(t, {
-      AGENT_CAINFO: TEST_CA,
+      AGENT_CAINFO: EXAMPLE_CA,
       AGENT_PROXYURL: proxy.url,
       AGENT_PROXYBYPASSLIST: JSON.stringify(list),
     });
-    const answer = await ask(tunnel, `127.0.0.1:${port}`);
+    const answer = await ask(tunnel, target);
     assert.equal(answer.status, 200, answer.body);
-    assert.match((await get(answer.socket)).body, /^hello from https/);
+    assert.match((await get(answer.socket, { host: EXAMPLE_HOST })).body, /^hello from https/);
   }
   assert.deepEqual(proxy.seen, []);
-  // A list that does not match: through the proxy.
-  const tunnel = await tunnelFor(t, {
-    AGENT_CAINFO: TEST_CA,
-    AGENT_PROXYURL: proxy.url,
-    AGENT_PROXYBYPASSLIST: '["^https://127\\\\.0\\\\.0\\\\.1/$"]',
-  });
-  assert.equal((await ask(tunnel, `127.0.0.1:${port}`)).status, 200);
-  assert.equal(proxy.seen.length, 1);
+  // Lists that do not match (the old trailing-slash form; only an invalid pattern): through the proxy.
+  for (const list of [[`^https://adb-1\\.example\\.test:${port}/$`], ['(unclosed']]) {
+    const tunnel = await tunnelFor(t, {
+      AGENT_CAINFO: EXAMPLE_CA,
+      AGENT_PROXYURL: proxy.url,
+      AGENT_PROXYBYPASSLIST: JSON.stringify(list),
+    });
+    assert.equal((await ask(tunnel, target)).status, 200);
+  }
+  assert.equal(proxy.seen.length, 2);
 });
 
-test('a proxy that answers 407 is a 502 naming the proxy and status, without the password', TIMEOUT, async (t) => {
-  const { port } = await httpsServer(t);
+test('a proxy that answers 407 is a permanent 502 naming the proxy and status, without the password', TIMEOUT, async (t) => {
   const proxy = await fakeProxy(t, { refuse: 407 });
   const tunnel = await tunnelFor(t, {
     AGENT_PROXYURL: proxy.url,
     AGENT_PROXYUSERNAME: 'agent-user',
     SECRET_AGENT_PROXYPASSWORD: PASSWORD,
   });
-  const answer = await ask(tunnel, `127.0.0.1:${port}`);
+  const answer = await ask(tunnel, `${EXAMPLE_HOST}:443`);
   assertFailure(answer, 502);
-  assert.equal(answer.body, `the agent's proxy ${proxy.url} refused the tunnel to 127.0.0.1:${port}: HTTP 407`);
-  assert.equal(proxy.seen.length, 1);
+  assertRetry(answer, false);
+  assert.equal(answer.body, `the agent's proxy ${proxy.url} refused the tunnel to ${EXAMPLE_HOST}:443: HTTP 407`);
+  assert.deepEqual(proxy.seen, [
+    {
+      line: `CONNECT ${EXAMPLE_HOST}:443 HTTP/1.1`,
+      authorization: `Basic ${Buffer.from(`agent-user:${PASSWORD}`).toString('base64')}`,
+    },
+  ]);
 });
 
-test('an unreachable proxy, a bad proxy URL or bypass list are 502s naming the setting', TIMEOUT, async (t) => {
-  const { port } = await httpsServer(t);
-  const target = `127.0.0.1:${port}`;
+test('a proxy that answers 502 or 503 is a transient 502', TIMEOUT, async (t) => {
+  for (const status of [502, 503]) {
+    const proxy = await fakeProxy(t, { refuse: status });
+    const tunnel = await tunnelFor(t, { AGENT_PROXYURL: proxy.url });
+    const answer = await ask(tunnel, `${EXAMPLE_HOST}:443`);
+    assertFailure(answer, 502, `refused the tunnel to ${EXAMPLE_HOST}:443: HTTP ${status}`);
+    assertRetry(answer, true);
+    assert.equal(proxy.seen.length, 1);
+  }
+});
+
+test('an unreachable proxy is transient; a bad proxy URL or bypass list is a permanent 502 naming the setting', TIMEOUT, async (t) => {
+  const target = `${EXAMPLE_HOST}:443`;
   const proxyPort = await closedPort();
   const cases = [
-    [{ AGENT_PROXYURL: `http://agent-user:${PASSWORD}@127.0.0.1:${proxyPort}` }, [`proxy http://127.0.0.1:${proxyPort}`, target, 'ECONNREFUSED']],
-    [{ AGENT_PROXYURL: `not a url ${PASSWORD}` }, ['Agent.ProxyUrl']],
-    [{ AGENT_PROXYURL: 'socks5://127.0.0.1:1080' }, ['Agent.ProxyUrl', 'http://']],
-    [{ AGENT_PROXYURL: 'http://127.0.0.1:1', AGENT_PROXYBYPASSLIST: 'localhost' }, ['Agent.ProxyBypassList']],
-    [{ AGENT_PROXYURL: 'http://127.0.0.1:1', AGENT_PROXYBYPASSLIST: '{"a": 1}' }, ['Agent.ProxyBypassList']],
-    [{ AGENT_PROXYURL: 'http://127.0.0.1:1', AGENT_PROXYBYPASSLIST: '["(unclosed"]' }, ['Agent.ProxyBypassList', 'regular expression']],
+    [{ AGENT_PROXYURL: `http://agent-user:${PASSWORD}@127.0.0.1:${proxyPort}` }, true, [`proxy http://127.0.0.1:${proxyPort}`, target, 'ECONNREFUSED']],
+    [{ AGENT_PROXYURL: `not a url ${PASSWORD}` }, false, ['Agent.ProxyUrl']],
+    [{ AGENT_PROXYURL: 'socks5://127.0.0.1:1080' }, false, ['Agent.ProxyUrl', 'http://']],
+    [{ AGENT_PROXYURL: 'http://127.0.0.1:1', AGENT_PROXYBYPASSLIST: 'localhost' }, false, ['Agent.ProxyBypassList']],
+    [{ AGENT_PROXYURL: 'http://127.0.0.1:1', AGENT_PROXYBYPASSLIST: '{"a": 1}' }, false, ['Agent.ProxyBypassList']],
+    [{ AGENT_PROXYURL: 'http://127.0.0.1:1', AGENT_PROXYBYPASSLIST: '["a", 1]' }, false, ['Agent.ProxyBypassList']],
   ];
-  for (const [env, patterns] of cases) {
+  for (const [env, retry, patterns] of cases) {
     const tunnel = await tunnelFor(t, { ...env, SECRET_AGENT_PROXYPASSWORD: PASSWORD });
     const answer = await ask(tunnel, target);
     assertFailure(answer, 502, ...patterns);
+    assertRetry(answer, retry);
     assert.ok(!answer.body.includes(PASSWORD), answer.body);
   }
 });

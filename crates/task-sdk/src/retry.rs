@@ -239,7 +239,11 @@ impl HttpClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let (outcome, retry_after, last) = match self.client.send_once(&request).await {
+            let (outcome, retry_after, last) = match self
+                .client
+                .send_once(&request, idempotent)
+                .await
+            {
                 Ok(response) => {
                     let status = response.status();
                     if !(status == StatusCode::TOO_MANY_REQUESTS
@@ -260,6 +264,21 @@ impl HttpClient {
                                 detail,
                             },
                         ),
+                        // The server never saw the request: a connect failure, retried
+                        // even for requests that are not idempotent.
+                        Failure::ConnectTimeout(limit) => (
+                            Outcome::ConnectFailed,
+                            SendError::Connect {
+                                host: host.clone(),
+                                detail: format!("no connection within {} s", limit.as_secs_f32()),
+                            },
+                        ),
+                        Failure::Refused(detail) => {
+                            return Err(SendError::Connect {
+                                host: host.clone(),
+                                detail,
+                            })
+                        }
                         Failure::Timeout => (
                             Outcome::TransportFailed,
                             SendError::Timeout { host: host.clone() },

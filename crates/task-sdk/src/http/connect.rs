@@ -82,8 +82,11 @@ pub(crate) enum Route {
 pub(crate) enum ConnectError {
     /// The server was not reached; trying again later may work.
     Failed(String),
-    /// No connection within the connect timeout.
-    TimedOut,
+    /// Trying again cannot help: the certificate is not trusted, a proxy refuses our
+    /// credentials, a setting is wrong.
+    Refused(String),
+    /// No connection within this long.
+    TimedOut(Duration),
     /// This build cannot reach the origin at all (https without TLS or tunnel).
     Unsupported(String),
 }
@@ -127,7 +130,7 @@ impl Connector {
             return Route::Launcher;
         }
         match &self.proxy {
-            Some(p) if !p.bypass.iter().any(|r| r.is_match(url.as_str())) => Route::AgentProxy,
+            Some(p) if !bypasses_proxy(p, url) => Route::AgentProxy,
             _ => Route::Direct,
         }
     }
@@ -138,9 +141,15 @@ impl Connector {
     }
 
     pub async fn open(&self, origin: &Origin, route: Route) -> Result<Stream, ConnectError> {
-        match tokio::time::timeout(self.connect_timeout, self.open_now(origin, route)).await {
+        // The launcher has the same connect timeout; waiting a little longer lets its answer,
+        // which says which step timed out, arrive first.
+        let limit = match route {
+            Route::Launcher => self.connect_timeout + Duration::from_secs(5),
+            Route::Direct | Route::AgentProxy => self.connect_timeout,
+        };
+        match tokio::time::timeout(limit, self.open_now(origin, route)).await {
             Ok(result) => result,
-            Err(_) => Err(ConnectError::TimedOut),
+            Err(_) => Err(ConnectError::TimedOut(limit)),
         }
     }
 
@@ -159,13 +168,26 @@ impl Connector {
                 connect_tunnel(&mut stream, &origin.authority, Some(&authorization))
                     .await
                     .map_err(|refused| match refused {
-                        TunnelRefused::Status(_, message) if !message.is_empty() => {
-                            ConnectError::Failed(message)
+                        TunnelRefused::Status {
+                            status,
+                            message,
+                            permanent,
+                        } => {
+                            let message = if message.is_empty() {
+                                format!(
+                                    "the task launcher's TLS tunnel refused {} with HTTP {status}",
+                                    origin.authority
+                                )
+                            } else {
+                                message
+                            };
+                            // 400/405/407 are the tunnel refusing us, never a passing fault.
+                            if permanent || matches!(status.as_u16(), 400 | 405 | 407) {
+                                ConnectError::Refused(message)
+                            } else {
+                                ConnectError::Failed(message)
+                            }
                         }
-                        TunnelRefused::Status(status, _) => ConnectError::Failed(format!(
-                            "the task launcher's TLS tunnel refused {} with HTTP {status}",
-                            origin.authority
-                        )),
                         TunnelRefused::Io(detail) => ConnectError::Failed(format!(
                             "the task launcher's TLS tunnel failed: {detail}"
                         )),
@@ -191,17 +213,23 @@ impl Connector {
                     proxy.authorization.as_deref(),
                 )
                 .await
-                .map_err(|refused| {
-                    ConnectError::Failed(match refused {
-                        TunnelRefused::Status(status, _) => format!(
+                .map_err(|refused| match refused {
+                    TunnelRefused::Status { status, .. } => {
+                        let message = format!(
                             "the agent's proxy {} refused the tunnel to {} with HTTP {status}",
                             proxy.origin.authority, origin.authority
-                        ),
-                        TunnelRefused::Io(detail) => format!(
-                            "the agent's proxy {} failed: {detail}",
-                            proxy.origin.authority
-                        ),
-                    })
+                        );
+                        // 407: the agent's proxy credentials are wrong or missing.
+                        if status.as_u16() == 407 {
+                            ConnectError::Refused(message)
+                        } else {
+                            ConnectError::Failed(message)
+                        }
+                    }
+                    TunnelRefused::Io(detail) => ConnectError::Failed(format!(
+                        "the agent's proxy {} failed: {detail}",
+                        proxy.origin.authority
+                    )),
                 })?;
                 self.tls(origin, stream.into_inner()).await
             }
@@ -253,25 +281,64 @@ async fn tcp<A: tokio::net::ToSocketAddrs>(
     Ok(stream)
 }
 
-fn agent_proxy(settings: &super::ProxySettings) -> Result<AgentProxy, HttpSetupError> {
-    let invalid = || HttpSetupError::ProxyUrl {
-        url: settings.url.clone(),
+/// Whether the agent would send a request to `url` straight rather than through `proxy`:
+/// loopback destinations always, others when a bypass pattern matches `scheme://host`, with
+/// `:port` only when it is not the scheme's default (the agent's AgentWebProxy rule).
+fn bypasses_proxy(proxy: &AgentProxy, url: &url::Url) -> bool {
+    // .NET's Uri.IsLoopback: the names localhost and loopback, 127.0.0.0/8, ::1.
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => {
+            d.eq_ignore_ascii_case("localhost") || d.eq_ignore_ascii_case("loopback")
+        }
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     };
-    let url = url::Url::parse(&settings.url).map_err(|_| invalid())?;
+    if loopback {
+        return true;
+    }
+    let host = url.host_str().unwrap_or_default();
+    let subject = match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    };
+    proxy.bypass.iter().any(|r| r.is_match(&subject))
+}
+
+fn agent_proxy(settings: &super::ProxySettings) -> Result<AgentProxy, HttpSetupError> {
+    // The setting is not echoed whole: it may carry credentials.
+    let parsed = url::Url::parse(&settings.url).ok();
+    let shown = parsed
+        .as_ref()
+        .and_then(|u| Some(format!("{}://{}", u.scheme(), u.host_str()?)))
+        .map(|s| format!(" (got {s})"))
+        .unwrap_or_default();
+    let invalid = |why: &str| HttpSetupError::ProxyUrl {
+        detail: format!("{why}{shown}"),
+    };
+    let url = parsed.ok_or_else(|| invalid("it is not a valid URL"))?;
     if url.scheme() != "http" {
         // An https proxy would need TLS to the proxy itself; agents configure http proxies.
-        return Err(invalid());
+        return Err(invalid("it must be an http:// URL"));
     }
-    let origin = Origin::of(&url).map_err(|_| invalid())?;
+    let origin = Origin::of(&url).map_err(|_| invalid("it names no host"))?;
     let mut bypass = Vec::with_capacity(settings.bypass.len());
-    for pattern in &settings.bypass {
-        let regex = regex_lite::RegexBuilder::new(pattern)
+    for pattern in settings
+        .bypass
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+    {
+        match regex_lite::RegexBuilder::new(pattern)
             .case_insensitive(true)
             .build()
-            .map_err(|e| HttpSetupError::BypassList {
-                detail: format!("'{pattern}': {e}"),
-            })?;
-        bypass.push(regex);
+        {
+            Ok(regex) => bypass.push(regex),
+            // The agent ignores a pattern it cannot compile; so do we, but say so.
+            Err(e) => tracing::warn!(
+                "ignoring the proxy bypass pattern '{pattern}' (Agent.ProxyBypassList): {e}"
+            ),
+        }
     }
     let authorization = settings.username.as_ref().map(|user| {
         let password = settings.password.as_deref().unwrap_or("");
@@ -373,10 +440,19 @@ mod tls {
             .connect(name, stream)
             .await
             .map_err(|e| {
-                ConnectError::Failed(format!(
-                    "TLS handshake with {} failed: {e}; if the agent uses a private CA, set Agent.CAInfo",
-                    origin.authority
-                ))
+                // rustls reports TLS failures (certificate, protocol) as InvalidData; other
+                // kinds are the connection failing during the handshake.
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    ConnectError::Refused(format!(
+                        "TLS handshake with {} failed: {e}; if the agent uses a private CA, set Agent.CAInfo",
+                        origin.authority
+                    ))
+                } else {
+                    ConnectError::Failed(format!(
+                        "TLS handshake with {} failed: {e}",
+                        origin.authority
+                    ))
+                }
             })?;
         Ok(BufReader::new(Box::new(tls)))
     }
@@ -399,6 +475,62 @@ mod tests {
             ("bob:pw", "Ym9iOnB3"),
         ] {
             assert_eq!(base64(input.as_bytes()), expected, "{input}");
+        }
+    }
+
+    fn proxy(bypass: &[&str]) -> AgentProxy {
+        agent_proxy(&super::super::ProxySettings {
+            url: "http://user:pw@proxy.corp.example:8888".into(),
+            username: None,
+            password: None,
+            bypass: bypass.iter().map(|p| p.to_string()).collect(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn bypass_follows_the_agent_rule() {
+        let bypassed =
+            |p: &AgentProxy, url: &str| bypasses_proxy(p, &url::Url::parse(url).unwrap());
+        // Matched against scheme://host[:port], never the path or query.
+        let p = proxy(&[
+            r"\.corp\.example$",
+            r"^https://build:8443$",
+            "  ",
+            "(unclosed",
+        ]);
+        assert!(bypassed(&p, "https://adb-1.corp.example/api/2.0/x?y=1"));
+        assert!(bypassed(&p, "HTTPS://ADB-1.CORP.EXAMPLE/"));
+        assert!(bypassed(&p, "https://build:8443/x"));
+        assert!(
+            !bypassed(&p, "https://build/x"),
+            "443 is the default port: not written"
+        );
+        assert!(!bypassed(&p, "https://management.azure.com/corp.example"));
+        // Loopback always goes straight, as the agent does.
+        let none = proxy(&[]);
+        assert!(bypassed(&none, "http://127.0.0.1:8080/"));
+        assert!(bypassed(&none, "http://localhost/"));
+        assert!(bypassed(&none, "http://127.0.0.2:9/"));
+        assert!(!bypassed(&none, "https://adb-1.corp.example/"));
+        // The invalid pattern was skipped, the blank one too.
+        assert_eq!(p.bypass.len(), 2);
+    }
+
+    #[test]
+    fn proxy_setting_errors_do_not_echo_credentials() {
+        for url in ["https://user:pw@proxy:1", "not a url user:pw"] {
+            let error = agent_proxy(&super::super::ProxySettings {
+                url: url.into(),
+                username: None,
+                password: None,
+                bypass: Vec::new(),
+            })
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(!error.contains("pw"), "{error}");
+            assert!(error.contains("Agent.ProxyUrl"), "{error}");
         }
     }
 

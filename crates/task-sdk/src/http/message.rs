@@ -144,7 +144,7 @@ impl fmt::Debug for Header {
 /// A request to send with [`crate::HttpClient::send`]. Built step by step; a mistake in a
 /// step (a URL that does not parse, a body that does not serialise) is reported when the
 /// request is sent, as [`crate::SendError::Build`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Request {
     pub(crate) method: Method,
     /// The URL, or why there is none.
@@ -194,8 +194,8 @@ impl Request {
         self.url.as_ref().ok()
     }
 
-    /// Adds a header. `Host`, `Content-Length`, `Connection` and `Transfer-Encoding` are the
-    /// client's to write and are ignored here.
+    /// Adds a header. `Host`, `Content-Length`, `Connection`, `Transfer-Encoding` and
+    /// `User-Agent` are the client's to write and are ignored here.
     pub fn header(self, name: &str, value: impl Into<String>) -> Request {
         self.push_header(name, value.into(), false)
     }
@@ -253,7 +253,7 @@ impl Request {
         let name = name.to_ascii_lowercase();
         if !matches!(
             name.as_str(),
-            "host" | "content-length" | "connection" | "transfer-encoding"
+            "host" | "content-length" | "connection" | "transfer-encoding" | "user-agent"
         ) {
             self.headers.push(Header {
                 name,
@@ -262,6 +262,19 @@ impl Request {
             });
         }
         self
+    }
+}
+
+impl fmt::Debug for Request {
+    /// Method, URL and headers (credentials hidden); the body only by size, since it may
+    /// carry a secret (a client secret in a token request's form).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("url", &self.url.as_ref().map(url::Url::as_str))
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .finish()
     }
 }
 

@@ -28,8 +28,8 @@ pub const EXTENSION: &str = "azdo-data-tasks";
 /// Why the HTTP client could not be set up: always a problem with the agent's settings.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSetupError {
-    #[error("the agent's proxy URL (Agent.ProxyUrl) '{url}' is not a valid URL: fix the agent's proxy configuration")]
-    ProxyUrl { url: String },
+    #[error("the agent's proxy setting (Agent.ProxyUrl) is unusable: {detail}; fix the agent's proxy configuration")]
+    ProxyUrl { detail: String },
     #[error("the agent's proxy bypass list (Agent.ProxyBypassList) is not a JSON array of patterns: {detail}")]
     BypassList { detail: String },
     #[error("cannot read the agent's CA certificate file (Agent.CAInfo) '{path}': {detail}")]
@@ -156,6 +156,19 @@ fn launcher_tunnel(agent: &Agent) -> Option<LauncherTunnel> {
     let token = agent
         .variable(LAUNCHER_TUNNEL_TOKEN_VARIABLE)
         .filter(|t| !t.is_empty())?;
+    // Requests go through the tunnel in the clear, bearer tokens included: only ever to
+    // this machine.
+    let loopback = address
+        .trim()
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    if !loopback {
+        tracing::warn!(
+            "ignoring {LAUNCHER_TUNNEL_VARIABLE}='{}': the launcher's tunnel is always on 127.0.0.1",
+            address.trim()
+        );
+        return None;
+    }
     Some(LauncherTunnel {
         address: address.trim().to_owned(),
         token,
@@ -237,7 +250,12 @@ type PoolKey = (Origin, Route);
 pub(crate) enum Failure {
     /// The server never saw the request: no connection could be opened.
     Connect(String),
-    /// No connection within the connect timeout, or no answer within the request timeout.
+    /// No connection could be opened, and trying again cannot help (an untrusted
+    /// certificate, a proxy refusing our credentials, a wrong setting).
+    Refused(String),
+    /// No connection within this long: the server never saw the request.
+    ConnectTimeout(Duration),
+    /// No answer within the request timeout.
     Timeout,
     /// The request may have reached the server; the answer did not come back whole.
     Transport(String),
@@ -257,15 +275,21 @@ impl Client {
         })
     }
 
-    /// Sends `request` once and reads the answer, within the request timeout.
-    pub(crate) async fn send_once(&self, request: &Request) -> Result<Response, Failure> {
-        match tokio::time::timeout(self.inner.timeout, self.exchange(request)).await {
+    /// Sends `request` once and reads the answer, within the request timeout. `replayable`:
+    /// the request may be sent again after the server may have seen it (see `exchange`).
+    pub(crate) async fn send_once(
+        &self,
+        request: &Request,
+        replayable: bool,
+    ) -> Result<Response, Failure> {
+        let exchange = self.exchange(request, replayable);
+        match tokio::time::timeout(self.inner.timeout, exchange).await {
             Ok(result) => result,
             Err(_) => Err(Failure::Timeout),
         }
     }
 
-    async fn exchange(&self, request: &Request) -> Result<Response, Failure> {
+    async fn exchange(&self, request: &Request, replayable: bool) -> Result<Response, Failure> {
         if let Some(problem) = &request.problem {
             return Err(Failure::Unusable(problem.clone()));
         }
@@ -276,13 +300,17 @@ impl Client {
         let origin = Origin::of(url).map_err(Failure::Unusable)?;
         let route = self.inner.connector.route(url, &origin);
         let key = (origin, route);
-        // A pooled connection the server has closed meanwhile fails before any answer
-        // arrives; the request then goes once more on a fresh connection, as browsers do.
+        // A pooled connection can still die between the check in take_idle and our write
+        // (the server closing it as idle). If the request could not be written, it goes once
+        // more on a fresh connection; if it was written and the connection closed without an
+        // answer, the server may have acted on it, so only a replayable request goes again.
         if let Some(stream) = self.take_idle(&key) {
             match self.exchange_on(stream, request, url, &key).await {
-                Err(Exchange::Stale) => {}
-                Err(Exchange::Failed(failure)) => return Err(failure),
                 Ok(response) => return Ok(response),
+                Err(Exchange::NotSent) => {}
+                Err(Exchange::NoAnswer(_)) if replayable => {}
+                Err(Exchange::NoAnswer(detail)) => return Err(Failure::Transport(detail)),
+                Err(Exchange::Failed(failure)) => return Err(failure),
             }
         }
         let stream = self
@@ -292,15 +320,17 @@ impl Client {
             .await
             .map_err(|e| match e {
                 ConnectError::Failed(detail) => Failure::Connect(detail),
-                ConnectError::TimedOut => Failure::Timeout,
+                ConnectError::Refused(detail) => Failure::Refused(detail),
+                ConnectError::TimedOut(limit) => Failure::ConnectTimeout(limit),
                 ConnectError::Unsupported(detail) => Failure::Unusable(detail),
             })?;
         match self.exchange_on(stream, request, url, &key).await {
             Ok(response) => Ok(response),
             Err(Exchange::Failed(failure)) => Err(failure),
-            Err(Exchange::Stale) => Err(Failure::Transport(
-                "the server closed the connection without answering".into(),
+            Err(Exchange::NotSent) => Err(Failure::Transport(
+                "the connection closed while the request was being sent".into(),
             )),
+            Err(Exchange::NoAnswer(detail)) => Err(Failure::Transport(detail)),
         }
     }
 
@@ -324,25 +354,27 @@ impl Client {
             Err(WriteError::Invalid(detail)) => {
                 return Err(Exchange::Failed(Failure::Unusable(detail)))
             }
-            Err(WriteError::Io) => return Err(Exchange::Stale),
+            Err(WriteError::Io) => return Err(Exchange::NotSent),
         }
         match wire::read_response(&mut stream, request.method).await {
             Ok((response, reusable)) => {
-                if reusable {
+                // Bytes after the answer would be read as the next answer: never pool them.
+                if reusable && stream.buffer().is_empty() {
                     self.put_idle(key.clone(), stream);
                 }
                 Ok(response)
             }
-            Err(ReadError::ClosedBeforeAnswer) => Err(Exchange::Stale),
+            Err(ReadError::ClosedBeforeAnswer(detail)) => Err(Exchange::NoAnswer(detail)),
             Err(ReadError::Broken(detail)) => Err(Exchange::Failed(Failure::Transport(detail))),
         }
     }
 
+    /// A pooled connection for `key` that is still open and quiet, if any.
     fn take_idle(&self, key: &PoolKey) -> Option<Stream> {
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(key)?;
-        while let Some((stream, since)) = list.pop() {
-            if since.elapsed() < IDLE_REUSE_LIMIT {
+        while let Some((mut stream, since)) = list.pop() {
+            if since.elapsed() < IDLE_REUSE_LIMIT && is_open_and_quiet(&mut stream) {
                 return Some(stream);
             }
         }
@@ -355,10 +387,31 @@ impl Client {
     }
 }
 
-/// The result of one exchange on one connection.
+/// Whether an idle connection can carry a request: nothing has arrived on it since the last
+/// answer (no close, no reset, no stray bytes such as an unsolicited 408). Polls the socket
+/// once without waiting.
+fn is_open_and_quiet(stream: &mut Stream) -> bool {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::io::{AsyncRead, ReadBuf};
+    if !stream.buffer().is_empty() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    matches!(
+        Pin::new(stream.get_mut()).poll_read(&mut cx, &mut buf),
+        Poll::Pending
+    )
+}
+
+/// What went wrong in one exchange on one connection.
 enum Exchange {
-    /// The connection was dead before an answer began: try a fresh one.
-    Stale,
+    /// The request could not be written: the server cannot have acted on it.
+    NotSent,
+    /// The request was written, and the connection closed before any answer came.
+    NoAnswer(String),
     Failed(Failure),
 }
 
@@ -479,9 +532,10 @@ mod tests {
         let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
         let c = client(&s).unwrap();
         let body = runtime().block_on(async {
-            c.send_once(&Request::get(
-                "http://workspace.example.test/api/2.0/workspace/list",
-            ))
+            c.send_once(
+                &Request::get("http://workspace.example.test/api/2.0/workspace/list"),
+                true,
+            )
             .await
             .unwrap()
             .text()
@@ -511,7 +565,7 @@ mod tests {
         let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
         let c = client(&s).unwrap();
         let status = runtime().block_on(async {
-            c.send_once(&Request::get(&format!("{target_url}/x")))
+            c.send_once(&Request::get(&format!("{target_url}/x")), true)
                 .await
                 .unwrap()
                 .status()
@@ -572,7 +626,7 @@ mod tests {
         runtime().block_on(async {
             for _ in 0..3 {
                 let r = c
-                    .send_once(&Request::get(&format!("http://{address}/")))
+                    .send_once(&Request::get(&format!("http://{address}/")), true)
                     .await
                     .unwrap();
                 assert_eq!(r.text(), "ok");
@@ -592,7 +646,10 @@ mod tests {
         runtime().block_on(async {
             for _ in 0..2 {
                 let r = c
-                    .send_once(&Request::post(&format!("http://{address}/")).body("x"))
+                    .send_once(
+                        &Request::post(&format!("http://{address}/")).body("x"),
+                        false,
+                    )
                     .await
                     .unwrap();
                 assert_eq!(r.status(), 200);
@@ -602,15 +659,14 @@ mod tests {
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
-    #[test]
-    fn a_pooled_connection_reset_by_the_server_is_replaced_transparently() {
+    /// A server whose first connection answers one request, then reads the start of the
+    /// next one and closes with it unread (the kernel resets the connection): the server
+    /// has seen the second request. Later connections answer normally.
+    fn resetting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let connections = std::sync::Arc::new(AtomicUsize::new(0));
-        let count = connections.clone();
-        // The first connection answers once, then closes with the next request unread,
-        // which makes the kernel reset it; later connections answer normally.
-        let (address, accepted) = raw_server(move |mut stream| {
-            let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+        raw_server(move |mut stream| {
+            let first = connections.fetch_add(1, Ordering::SeqCst) == 0;
             read_head(&mut stream);
             let _ = stream.write_all(OK);
             if first {
@@ -622,18 +678,98 @@ mod tests {
             while !read_head(&mut stream).is_empty() {
                 let _ = stream.write_all(OK);
             }
-        });
+        })
+    }
+
+    #[test]
+    fn a_request_the_server_saw_goes_again_only_if_replayable() {
+        use std::sync::atomic::Ordering;
+        let (address, accepted) = resetting_server();
+        let url = format!("http://{address}/");
         let c = plain_client();
         runtime().block_on(async {
-            for _ in 0..2 {
-                let r = c
-                    .send_once(&Request::post(&format!("http://{address}/")).body("x"))
-                    .await
-                    .unwrap();
-                assert_eq!(r.text(), "ok");
-            }
+            c.send_once(&Request::get(&url), true).await.unwrap();
+            let again = c.send_once(&Request::get(&url), true).await.unwrap();
+            assert_eq!(again.text(), "ok");
         });
-        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "a fresh connection");
+
+        let (address, _) = resetting_server();
+        let url = format!("http://{address}/");
+        let c = plain_client();
+        let second = runtime().block_on(async {
+            c.send_once(&Request::post(&url).body("x"), false)
+                .await
+                .unwrap();
+            c.send_once(&Request::post(&url).body("x"), false).await
+        });
+        assert!(
+            matches!(&second, Err(Failure::Transport(_))),
+            "a POST the server may have acted on is not sent twice: {second:?}"
+        );
+    }
+
+    #[test]
+    fn an_idle_connection_with_a_stray_answer_is_not_reused() {
+        // After the answer, the server times the idle connection out the way some do: an
+        // unsolicited 408, then close.
+        let (address, accepted) = raw_server(|mut stream| {
+            read_head(&mut stream);
+            let _ = stream.write_all(OK);
+            let _ = stream.write_all(
+                b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+            );
+        });
+        let url = format!("http://{address}/");
+        let c = plain_client();
+        runtime().block_on(async {
+            c.send_once(&Request::post(&url).body("x"), false)
+                .await
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            let r = c
+                .send_once(&Request::post(&url).body("x"), false)
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        });
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// A proxy that accepts connections and never answers stands in for a network that drops
+    /// packets: the request fails as a connect failure, retried even for a POST.
+    #[cfg(feature = "tls")]
+    #[test]
+    fn a_connect_timeout_is_a_connect_failure() {
+        let (address, accepted) = raw_server(|mut stream| {
+            read_head(&mut stream);
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        });
+        let a = agent(&[("AGENT_PROXYURL", &format!("http://{address}"))]);
+        let settings = HttpSettings {
+            connect_timeout: std::time::Duration::from_millis(200),
+            ..HttpSettings::from_agent(&a, "t", "1").unwrap()
+        };
+        let policy = crate::RetryPolicy {
+            budget: std::time::Duration::from_millis(900),
+            base_delay: std::time::Duration::from_millis(10),
+            ..Default::default()
+        };
+        let c = crate::HttpClient::new(Client::new(&settings).unwrap(), policy);
+        let error = runtime()
+            .block_on(c.send(
+                Request::post("https://adb-1.example.test/api/2.1/jobs/runs/submit"),
+                crate::Replay::ByMethod,
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(error, crate::SendError::Connect { .. }),
+            "{error:?}"
+        );
+        assert!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "retried"
+        );
     }
 
     fn tunnel_settings(address: &str) -> HttpSettings {
@@ -669,9 +805,10 @@ mod tests {
         let c = Client::new(&tunnel_settings(&address)).unwrap();
         assert_eq!(crate::secrets::mask("x tunnel-token-5150"), "x ***");
         let echoed = runtime().block_on(async {
-            c.send_once(&Request::get(
-                "https://adb-1.example.test/api/2.0/clusters/list",
-            ))
+            c.send_once(
+                &Request::get("https://adb-1.example.test/api/2.0/clusters/list"),
+                true,
+            )
             .await
             .unwrap()
             .text()
@@ -714,6 +851,53 @@ mod tests {
             accepted.load(std::sync::atomic::Ordering::SeqCst),
             1,
             "a wrong host name is not retried"
+        );
+    }
+
+    #[test]
+    fn a_tunnel_refusal_marked_permanent_is_not_retried() {
+        let reason = "TLS handshake with adb-1.example.test:443 failed: certificate has expired (CERT_HAS_EXPIRED)";
+        let (address, accepted) = raw_server(move |mut stream| {
+            read_head(&mut stream);
+            let answer = format!(
+                "HTTP/1.1 502 Bad Gateway\r\nx-tunnel-retry: no\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reason}",
+                reason.len()
+            );
+            let _ = stream.write_all(answer.as_bytes());
+        });
+        let c = crate::HttpClient::new(
+            Client::new(&tunnel_settings(&address)).unwrap(),
+            crate::RetryPolicy::default(),
+        );
+        let error = runtime()
+            .block_on(c.send(
+                Request::get("https://adb-1.example.test/"),
+                crate::Replay::ByMethod,
+            ))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("cannot connect to adb-1.example.test: {reason}")
+        );
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_tunnel_address_off_this_machine_is_ignored() {
+        let a = agent(&[
+            (LAUNCHER_TUNNEL_VARIABLE, "10.1.2.3:8080"),
+            (LAUNCHER_TUNNEL_TOKEN_VARIABLE, "t"),
+        ]);
+        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
+        assert_eq!(s.launcher_tunnel, None);
+        let a = agent(&[
+            (LAUNCHER_TUNNEL_VARIABLE, "127.0.0.1:41000"),
+            (LAUNCHER_TUNNEL_TOKEN_VARIABLE, "t"),
+        ]);
+        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
+        assert_eq!(
+            s.launcher_tunnel.map(|t| t.address),
+            Some("127.0.0.1:41000".into())
         );
     }
 

@@ -34,8 +34,9 @@ pub(crate) enum WriteError {
 /// Why no whole answer was read.
 #[derive(Debug)]
 pub(crate) enum ReadError {
-    /// The connection closed before a single byte of the answer arrived.
-    ClosedBeforeAnswer,
+    /// The connection closed (or was reset: the detail says which) before a single byte of
+    /// the answer arrived.
+    ClosedBeforeAnswer(String),
     /// The answer broke off or is not HTTP.
     Broken(String),
 }
@@ -63,6 +64,12 @@ pub(crate) async fn write_request<W: AsyncWrite + Unpin>(
     head.push_str(user_agent);
     head.push_str("\r\n");
     for header in &request.headers {
+        if !is_token(&header.name) {
+            return Err(WriteError::Invalid(format!(
+                "'{}' is not a valid header name",
+                header.name
+            )));
+        }
         if !is_valid_header_value(&header.value) {
             return Err(WriteError::Invalid(format!(
                 "the value of header '{}' contains a line break or a non-ASCII character",
@@ -84,6 +91,14 @@ pub(crate) async fn write_request<W: AsyncWrite + Unpin>(
     bytes.extend_from_slice(&request.body);
     io.write_all(&bytes).await.map_err(|_| WriteError::Io)?;
     io.flush().await.map_err(|_| WriteError::Io)
+}
+
+/// An RFC 9110 token (header names): visible ASCII except separators.
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn push_header(head: &mut String, name: &str, value: &str) {
@@ -135,11 +150,9 @@ impl Head {
     }
 }
 
-/// Reads one answer head (status line and headers). `Ok(None)`: the connection closed before
-/// any byte came.
-pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(
-    io: &mut R,
-) -> Result<Option<Head>, ReadError> {
+/// Reads one answer head (status line and headers). `Err(ClosedBeforeAnswer)`: the connection
+/// closed or was reset before any byte came.
+pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(io: &mut R) -> Result<Head, ReadError> {
     let mut raw = Vec::with_capacity(1024);
     loop {
         let before = raw.len();
@@ -149,14 +162,16 @@ pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(
             .await;
         let n = match read {
             Ok(n) => n,
-            // A reset before any byte of the answer: as good as closed (a pooled connection
-            // the server dropped), so the caller may try a fresh one.
-            Err(_) if raw.is_empty() => return Ok(None),
+            // A reset before any byte of the answer is as good as closed: the caller decides
+            // whether the request may go again on a fresh connection.
+            Err(e) if raw.is_empty() => return Err(ReadError::ClosedBeforeAnswer(e.to_string())),
             Err(e) => return Err(ReadError::Broken(e.to_string())),
         };
         if n == 0 {
             if raw.is_empty() {
-                return Ok(None);
+                return Err(ReadError::ClosedBeforeAnswer(
+                    "the server closed the connection without answering".into(),
+                ));
             }
             return Err(ReadError::Broken(
                 "the connection closed in the middle of the answer's headers".into(),
@@ -177,12 +192,13 @@ pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(
             break;
         }
     }
-    parse_head(&raw).map(Some)
+    parse_head(&raw)
 }
 
 fn parse_head(raw: &[u8]) -> Result<Head, ReadError> {
-    let text = std::str::from_utf8(raw)
-        .map_err(|_| ReadError::Broken("the answer's headers are not text".into()))?;
+    // Header values are ASCII in practice; other bytes are kept as replacement characters
+    // rather than failing the whole answer.
+    let text = String::from_utf8_lossy(raw);
     let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let status_line = lines.next().unwrap_or_default();
     let bad = || {
@@ -235,40 +251,46 @@ pub(crate) async fn read_response<R: AsyncBufRead + Unpin>(
 ) -> Result<(Response, bool), ReadError> {
     let mut first = true;
     let head = loop {
-        let head = match read_head(io).await? {
-            Some(head) => head,
-            None if first => return Err(ReadError::ClosedBeforeAnswer),
-            None => {
+        let head = match read_head(io).await {
+            Ok(head) => head,
+            Err(ReadError::ClosedBeforeAnswer(_)) if !first => {
                 return Err(ReadError::Broken(
                     "the connection closed after an interim answer".into(),
                 ))
             }
+            Err(e) => return Err(e),
         };
         first = false;
         if !head.status.is_informational() {
             break head;
         }
     };
-    let mut reusable = head.keeps_alive();
+    let chunked = head.has_token("transfer-encoding", "chunked");
+    // Both framings at once is a message smuggling risk: read it chunked, then close
+    // (RFC 9112 §6.3).
+    let mut reusable = head.keeps_alive() && !(chunked && head.header("content-length").is_some());
     let no_body = method == Method::HEAD
         || head.status == StatusCode::NO_CONTENT
         || head.status == StatusCode::NOT_MODIFIED;
     let body = if no_body {
         Vec::new()
-    } else if head.has_token("transfer-encoding", "chunked") {
+    } else if chunked {
         read_chunked(io).await?
     } else if let Some(length) = head.header("content-length") {
-        let length: usize = length.parse().map_err(|_| {
-            ReadError::Broken(format!("invalid Content-Length '{}'", truncate(length, 40)))
-        })?;
+        let length = length
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| length.parse::<usize>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                ReadError::Broken(format!("invalid Content-Length '{}'", truncate(length, 40)))
+            })?;
         if length > MAX_BODY {
             return Err(too_large());
         }
-        let mut body = vec![0; length];
-        io.read_exact(&mut body).await.map_err(|_| {
+        read_exactly(io, length).await.map_err(|_| {
             ReadError::Broken(format!("the answer was cut off before its {length} bytes"))
-        })?;
-        body
+        })?
     } else {
         // No framing: the body ends with the connection.
         reusable = false;
@@ -283,6 +305,18 @@ pub(crate) async fn read_response<R: AsyncBufRead + Unpin>(
         body
     };
     Ok((Response::new(head.status, head.headers, body), reusable))
+}
+
+/// Reads `length` bytes, growing the buffer as they arrive rather than trusting the announced
+/// length with memory up front.
+async fn read_exactly<R: AsyncRead + Unpin>(io: &mut R, length: usize) -> io::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(length.min(1 << 20));
+    io.take(length as u64).read_to_end(&mut body).await?;
+    if body.len() == length {
+        Ok(body)
+    } else {
+        Err(io::ErrorKind::UnexpectedEof.into())
+    }
 }
 
 fn too_large() -> ReadError {
@@ -323,12 +357,18 @@ async fn read_chunked<R: AsyncBufRead + Unpin>(io: &mut R) -> Result<Vec<u8>, Re
                 }
             }
         }
-        if body.len() + size > MAX_BODY {
+        // Checked before any arithmetic: the size is the server's claim.
+        if size > MAX_BODY - body.len() {
             return Err(too_large());
         }
         let start = body.len();
-        body.resize(start + size, 0);
-        io.read_exact(&mut body[start..]).await.map_err(|_| cut())?;
+        io.take(size as u64)
+            .read_to_end(&mut body)
+            .await
+            .map_err(|_| cut())?;
+        if body.len() - start != size {
+            return Err(cut());
+        }
         let mut crlf = [0u8; 2];
         io.read_exact(&mut crlf).await.map_err(|_| cut())?;
         if &crlf != b"\r\n" {
@@ -356,17 +396,9 @@ pub(crate) async fn connect_tunnel<S: AsyncRead + AsyncWrite + Unpin>(
         .map_err(io_error)?;
     io.get_mut().flush().await.map_err(io_error)?;
     let head = match read_head(io).await {
-        Ok(Some(head)) => head,
-        Ok(None) => {
-            return Err(TunnelRefused::Io(
-                "the connection closed without an answer".into(),
-            ))
-        }
-        Err(ReadError::Broken(e)) => return Err(TunnelRefused::Io(e)),
-        Err(ReadError::ClosedBeforeAnswer) => {
-            return Err(TunnelRefused::Io(
-                "the connection closed without an answer".into(),
-            ))
+        Ok(head) => head,
+        Err(ReadError::Broken(e) | ReadError::ClosedBeforeAnswer(e)) => {
+            return Err(TunnelRefused::Io(e))
         }
     };
     if head.status.is_success() {
@@ -378,19 +410,31 @@ pub(crate) async fn connect_tunnel<S: AsyncRead + AsyncWrite + Unpin>(
         .header("content-length")
         .and_then(|l| l.parse::<usize>().ok())
     {
-        let mut body = vec![0; length.min(4096)];
-        if io.read_exact(&mut body).await.is_ok() {
+        if let Ok(body) = read_exactly(io, length.min(4096)).await {
             message = String::from_utf8_lossy(&body).trim().to_owned();
         }
     }
-    Err(TunnelRefused::Status(head.status, message))
+    // The launcher marks the refusals that trying again cannot fix.
+    let permanent = head
+        .header("x-tunnel-retry")
+        .is_some_and(|v| v.eq_ignore_ascii_case("no"));
+    Err(TunnelRefused::Status {
+        status: head.status,
+        message,
+        permanent,
+    })
 }
 
 /// Why a CONNECT did not open a tunnel.
 #[derive(Debug)]
 pub(crate) enum TunnelRefused {
     Io(String),
-    Status(StatusCode, String),
+    Status {
+        status: StatusCode,
+        message: String,
+        /// Trying again cannot help (a certificate or a setting is wrong).
+        permanent: bool,
+    },
 }
 
 #[cfg(test)]
@@ -442,6 +486,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn both_framings_are_read_chunked_and_the_connection_closed() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        let (r, reuse) = read(raw, Method::GET).await.unwrap();
+        assert_eq!(r.text(), "ok");
+        assert!(!reuse);
+    }
+
+    #[tokio::test]
+    async fn header_bytes_that_are_not_utf8_do_not_fail_the_answer() {
+        let raw = b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nContent-Length: 2\r\n\r\nok";
+        let (r, _) = read(raw, Method::GET).await.unwrap();
+        assert_eq!(r.text(), "ok");
+        assert_eq!(r.header("x-name"), Some("caf\u{fffd}"));
+    }
+
+    #[tokio::test]
     async fn head_and_204_have_no_body() {
         let (r, reuse) = read(
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
@@ -461,7 +521,7 @@ mod tests {
     async fn broken_answers_are_errors_not_panics() {
         assert!(matches!(
             read(b"", Method::GET).await,
-            Err(ReadError::ClosedBeforeAnswer)
+            Err(ReadError::ClosedBeforeAnswer(_))
         ));
         for raw in [
             &b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"[..],
@@ -472,6 +532,12 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Le",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+            // A chunk size that would overflow the body length.
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\nffffffffffffffff\r\n",
+            // A huge announced length with nothing behind it: refused or cut off, never
+            // allocated up front.
+            b"HTTP/1.1 200 OK\r\nContent-Length: 268435456\r\n\r\nx",
         ] {
             assert!(
                 matches!(read(raw, Method::GET).await, Err(ReadError::Broken(_))),
@@ -515,6 +581,11 @@ mod tests {
         );
         assert!(!text.contains("content-length"), "{text}");
         assert!(text.contains("proxy-authorization: Basic x\r\n"), "{text}");
+        let bad_name = Request::get(url.as_str()).header("x y", "1");
+        assert!(matches!(
+            write_request(&mut Vec::new(), &bad_name, &url, Target::Origin, "ua", &[]).await,
+            Err(WriteError::Invalid(_))
+        ));
         let evil = Request::get(url.as_str()).header("x", "a\r\nb: c");
         assert!(matches!(
             write_request(&mut Vec::new(), &evil, &url, Target::Origin, "ua", &[]).await,
