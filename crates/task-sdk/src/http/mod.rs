@@ -820,66 +820,65 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_refused_tunnel_is_a_connect_error_with_the_launchers_reason() {
-        let reason =
-            "cannot reach adb-1.example.test:443: getaddrinfo ENOTFOUND adb-1.example.test";
+    /// Sends a GET through a launcher tunnel that refuses every CONNECT with 502, `extra`
+    /// headers and `reason` as the body. Returns the error and how many CONNECTs came.
+    fn through_a_refusing_tunnel(
+        extra: &'static str,
+        reason: &'static str,
+    ) -> (crate::SendError, usize) {
         let (address, accepted) = raw_server(move |mut stream| {
             read_head(&mut stream);
             let answer = format!(
-                "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reason}",
+                "HTTP/1.1 502 Bad Gateway\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{reason}",
                 reason.len()
             );
             let _ = stream.write_all(answer.as_bytes());
         });
-        let c = crate::HttpClient::new(
-            Client::new(&tunnel_settings(&address)).unwrap(),
-            crate::RetryPolicy::default(),
-        );
+        let policy = crate::RetryPolicy {
+            budget: std::time::Duration::from_millis(300),
+            base_delay: std::time::Duration::from_millis(10),
+            ..Default::default()
+        };
+        let c = crate::HttpClient::new(Client::new(&tunnel_settings(&address)).unwrap(), policy);
         let error = runtime()
             .block_on(c.send(
                 Request::get("https://adb-1.example.test/"),
                 crate::Replay::ByMethod,
             ))
             .unwrap_err();
+        (error, accepted.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    #[test]
+    fn a_refused_tunnel_is_a_connect_error_with_the_launchers_reason() {
+        let reason =
+            "cannot reach adb-1.example.test:443: getaddrinfo ENOTFOUND adb-1.example.test";
+        let (error, connects) = through_a_refusing_tunnel("", reason);
         assert_eq!(
             error.to_string(),
             format!("cannot connect to adb-1.example.test: {reason}")
         );
         assert!(error.is_dns());
-        assert_eq!(
-            accepted.load(std::sync::atomic::Ordering::SeqCst),
-            1,
-            "a wrong host name is not retried"
-        );
+        assert_eq!(connects, 1, "a wrong host name is not retried");
     }
 
     #[test]
     fn a_tunnel_refusal_marked_permanent_is_not_retried() {
         let reason = "TLS handshake with adb-1.example.test:443 failed: certificate has expired (CERT_HAS_EXPIRED)";
-        let (address, accepted) = raw_server(move |mut stream| {
-            read_head(&mut stream);
-            let answer = format!(
-                "HTTP/1.1 502 Bad Gateway\r\nx-tunnel-retry: no\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reason}",
-                reason.len()
-            );
-            let _ = stream.write_all(answer.as_bytes());
-        });
-        let c = crate::HttpClient::new(
-            Client::new(&tunnel_settings(&address)).unwrap(),
-            crate::RetryPolicy::default(),
-        );
-        let error = runtime()
-            .block_on(c.send(
-                Request::get("https://adb-1.example.test/"),
-                crate::Replay::ByMethod,
-            ))
-            .unwrap_err();
+        let (error, connects) = through_a_refusing_tunnel("x-tunnel-retry: no\r\n", reason);
         assert_eq!(
             error.to_string(),
             format!("cannot connect to adb-1.example.test: {reason}")
         );
-        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(connects, 1);
+        let (_, connects) = through_a_refusing_tunnel(
+            "",
+            "cannot reach adb-1.example.test:443: connect ECONNREFUSED 10.0.0.1:443",
+        );
+        assert!(
+            connects >= 2,
+            "a passing failure is tried again: {connects}"
+        );
     }
 
     #[test]
