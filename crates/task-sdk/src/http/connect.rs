@@ -123,8 +123,8 @@ impl Connector {
         })
     }
 
-    /// The route for a request to `url` at `origin`. The bypass list is matched against the
-    /// whole URL, as the agent does.
+    /// The route for a request to `url` at `origin`: https through the launcher when it
+    /// offers a tunnel; otherwise the agent's proxy unless the agent would bypass it.
     pub fn route(&self, url: &url::Url, origin: &Origin) -> Route {
         if origin.https && self.launcher.is_some() {
             return Route::Launcher;
