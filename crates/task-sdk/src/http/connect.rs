@@ -13,6 +13,9 @@
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 
@@ -342,7 +345,7 @@ fn agent_proxy(settings: &super::ProxySettings) -> Result<AgentProxy, HttpSetupE
     }
     let authorization = settings.username.as_ref().map(|user| {
         let password = settings.password.as_deref().unwrap_or("");
-        let value = format!("Basic {}", base64(format!("{user}:{password}").as_bytes()));
+        let value = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
         crate::secrets::register(&value);
         value
     });
@@ -351,28 +354,6 @@ fn agent_proxy(settings: &super::ProxySettings) -> Result<AgentProxy, HttpSetupE
         authorization,
         bypass,
     })
-}
-
-/// Standard base64 with padding (RFC 4648 §4), for Basic credentials.
-fn base64(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(feature = "tls")]
@@ -461,22 +442,6 @@ mod tls {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        for (input, expected) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-            ("bob:pw", "Ym9iOnB3"),
-        ] {
-            assert_eq!(base64(input.as_bytes()), expected, "{input}");
-        }
-    }
 
     fn proxy(bypass: &[&str]) -> AgentProxy {
         agent_proxy(&super::super::ProxySettings {
