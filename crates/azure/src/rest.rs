@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use task_sdk::http::{Method, Request, StatusCode};
+use task_sdk::http::{Method, Request, Response, StatusCode};
 use task_sdk::{HttpClient, Replay, SendError};
 use url::Url;
 
@@ -23,9 +23,9 @@ pub(crate) enum RestError {
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub status: StatusCode,
-    /// Names in lower case.
-    pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The answer as received, for its headers.
+    response: Response,
 }
 
 impl Answer {
@@ -34,11 +34,7 @@ impl Answer {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
-            .filter(|v| !v.is_empty())
+        self.response.header(name).filter(|v| !v.is_empty())
     }
 
     /// `Retry-After` in seconds (ARM sends whole seconds; an HTTP date is accepted too).
@@ -134,16 +130,10 @@ impl Bearer {
             .send(request, replay)
             .await
             .map_err(RestError::Send)?;
-        let status = response.status();
-        let body = response.text();
-        let headers = response
-            .headers()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
         Ok(Answer {
-            status,
-            headers,
-            body,
+            status: response.status(),
+            body: response.text(),
+            response,
         })
     }
 }
