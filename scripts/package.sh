@@ -189,7 +189,7 @@ build_binaries() { # $1: destination folder (gets <platform>/<binary>)
     [[ "$t" == *-windows-msvc ]] && rustflags="$rustflags -C target-feature=+crt-static"
     note "building ${#packages[@]} task binaries for $t"
     # Without default features: no TLS inside the binaries; the launcher's tunnel provides
-    # it (crates/task-sdk/src/http/connect.rs says why: about 950 KB per binary).
+    # it (crates/http/src/connect.rs says why: about 950 KB per binary).
     RUSTFLAGS="$rustflags" cargo build --release --locked --no-default-features \
       "${target_args[@]}" "${packages[@]}" >&2
     mkdir -p "$dest/$plat"

@@ -9,7 +9,7 @@
 #
 # The binaries are built as scripts/package.sh builds them: `--no-default-features`, so
 # without TLS inside (the launcher's tunnel provides it). Also measured, as a reference:
-# task-sdk's `minimal-task` (inputs, secrets, a result and one HTTP request on task-sdk's
+# task-sdk's `minimal-task` (inputs, secrets, a result and one HTTP request on task-http's
 # client and tokio), with the estimate of a package whose every task weighs that much.
 #
 # Columns: raw bytes; DEFLATE level 6 (what tfx-cli's zip writer, JSZip, uses: this is what

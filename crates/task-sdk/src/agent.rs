@@ -9,8 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-use crate::http::{LAUNCHER_TUNNEL_TOKEN_VARIABLE, LAUNCHER_TUNNEL_VARIABLE};
 use crate::secrets;
+
+/// The environment variable with the task launcher's TLS tunnel address (`127.0.0.1:<port>`;
+/// docs/tls-tunnel.md).
+pub const LAUNCHER_TUNNEL_VARIABLE: &str = "AZDO_DATA_TASKS_TLS_TUNNEL";
+/// The environment variable with the tunnel's per-run token (a secret).
+pub const LAUNCHER_TUNNEL_TOKEN_VARIABLE: &str = "AZDO_DATA_TASKS_TLS_TUNNEL_TOKEN";
 
 /// Variables the launcher sets for this process alone; children must not inherit them.
 const LAUNCHER_VARIABLES: [&str; 2] = [LAUNCHER_TUNNEL_VARIABLE, LAUNCHER_TUNNEL_TOKEN_VARIABLE];

@@ -4,8 +4,9 @@
 //! (`shared/specs/agent-contract.md`): reading inputs, variables, secrets and service
 //! connections from the environment ([`Agent`]); writing and parsing logging commands
 //! ([`command`]); deciding and reporting the task's result ([`run`]); logging through
-//! `tracing` in the agent's conventions ([`logging`]); and the one HTTP client setup and
-//! retry policy every task uses ([`http`], [`retry`]).
+//! `tracing` in the agent's conventions ([`logging`]); and the settings of the one HTTP client
+//! every task uses, read from the agent ([`http::settings_from_agent`]). The client and its
+//! retry policy are crate `task-http`, re-exported as [`http`] and [`retry`].
 //!
 //! It is not a service client: Databricks and Azure calls live in their own crates.
 //!
@@ -31,7 +32,6 @@ pub mod command;
 pub mod endpoint;
 pub mod http;
 pub mod logging;
-pub mod retry;
 pub mod secrets;
 mod task;
 pub mod time;
@@ -40,5 +40,6 @@ pub use agent::{env_name, Agent, InputError};
 pub use cancel::CancelSignal;
 pub use command::{IssueType, TaskResult};
 pub use endpoint::{AzureAuth, AzureCloud, AzureRmConnection, Endpoint, EndpointError};
-pub use retry::{HttpClient, Replay, RetryPolicy, SendError};
 pub use task::{out, run, Context, TaskContext, TaskError, TaskInfo, RETRY_BUDGET_VARIABLE};
+pub use task_http::retry;
+pub use task_http::{HttpClient, Replay, RetryPolicy, SendError};

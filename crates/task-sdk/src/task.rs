@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use crate::agent::Agent;
 use crate::command::{line, IssueSource, IssueType, TaskResult};
-use crate::http::{self, HttpSettings};
+use crate::http;
 use crate::retry::{HttpClient, RetryPolicy};
 use crate::secrets;
 
@@ -92,7 +92,7 @@ impl TaskContext {
     /// The one HTTP client of this task: the agent's proxy and CA, our user agent, and the
     /// retry policy.
     pub fn http_client(&self) -> Result<HttpClient, TaskError> {
-        let settings = HttpSettings::from_agent(&self.agent, self.info.name, self.info.version)?;
+        let settings = http::settings_from_agent(&self.agent, self.info.name, self.info.version)?;
         let mut policy = RetryPolicy::default();
         if let Some(budget) = self.agent.variable(RETRY_BUDGET_VARIABLE) {
             let seconds = budget.trim().parse::<u64>().map_err(|_| {

@@ -81,7 +81,7 @@ pub(crate) fn client(
 ) -> Result<HttpClient, HttpSetupError> {
     let version = env!("CARGO_PKG_VERSION");
     let mut settings = match agent {
-        Some(agent) => HttpSettings::from_agent(agent, "managed-identity", version)?,
+        Some(agent) => task_sdk::http::settings_from_agent(agent, "managed-identity", version)?,
         None => HttpSettings {
             proxy: None,
             ca_file: None::<PathBuf>,

@@ -273,8 +273,7 @@ mod tests {
     }
 
     fn http() -> HttpClient {
-        let settings =
-            task_sdk::http::HttpSettings::from_agent(&Agent::default(), "t", "0").unwrap();
+        let settings = task_sdk::http::settings_from_agent(&Agent::default(), "t", "0").unwrap();
         HttpClient::new(
             task_sdk::http::client(&settings).unwrap(),
             task_sdk::RetryPolicy::default(),

@@ -281,9 +281,8 @@ where
         .enable_all()
         .build()
         .expect("a test runtime");
-    let settings =
-        task_sdk::http::HttpSettings::from_agent(&task_sdk::Agent::default(), "test", "0")
-            .expect("default HTTP settings");
+    let settings = task_sdk::http::settings_from_agent(&task_sdk::Agent::default(), "test", "0")
+        .expect("default HTTP settings");
     let http = task_sdk::HttpClient::new(
         task_sdk::http::client(&settings).expect("an HTTP client"),
         Default::default(),

@@ -208,8 +208,7 @@ fn edit_in_workspace(emu: &Emulator, path: &str, content: &str) {
         .unwrap();
     rt.block_on(async {
         let settings =
-            task_sdk::http::HttpSettings::from_agent(&task_sdk::Agent::default(), "test", "0")
-                .unwrap();
+            task_sdk::http::settings_from_agent(&task_sdk::Agent::default(), "test", "0").unwrap();
         let http = task_sdk::HttpClient::new(
             task_sdk::http::client(&settings).unwrap(),
             Default::default(),

@@ -13,9 +13,6 @@
 
 use std::time::Duration;
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
-
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 
@@ -343,12 +340,7 @@ fn agent_proxy(settings: &super::ProxySettings) -> Result<AgentProxy, HttpSetupE
             ),
         }
     }
-    let authorization = settings.username.as_ref().map(|user| {
-        let password = settings.password.as_deref().unwrap_or("");
-        let value = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
-        crate::secrets::register(&value);
-        value
-    });
+    let authorization = settings.basic_authorization();
     Ok(AgentProxy {
         origin,
         authorization,
@@ -369,7 +361,7 @@ mod tls {
     use tokio::io::BufReader;
 
     use super::{ConnectError, Io, Origin, Stream};
-    use crate::http::HttpSetupError;
+    use crate::HttpSetupError;
 
     pub fn config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, HttpSetupError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -15,7 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::http::{Client, Failure, Request, Response, StatusCode};
+use crate::{Client, Failure, Request, Response, StatusCode};
 
 /// Time as the retry loop sees it, so tests can run it on a fake clock.
 pub trait Clock: Send + Sync {
@@ -407,7 +407,7 @@ mod tests {
             retry_after_jitter: Duration::ZERO,
             ..RetryPolicy::default()
         };
-        let plain = Client::new(&crate::http::HttpSettings::default()).unwrap();
+        let plain = Client::new(&crate::HttpSettings::default()).unwrap();
         HttpClient::new(plain, policy).with_clock(clock)
     }
 
@@ -581,7 +581,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let inner = Client::new(&crate::http::HttpSettings {
+        let inner = Client::new(&crate::HttpSettings {
             timeout: Duration::from_millis(200),
             ..Default::default()
         })

@@ -1,14 +1,22 @@
-//! The one HTTP client every task uses: HTTP/1.1 with keep-alive connections, the agent's
-//! proxy settings, an extra CA from `AGENT_CAINFO`, a user agent naming the extension, task
-//! and version, and timeouts. TLS is in-process (rustls with ring) when built with the `tls`
-//! feature, and otherwise comes from the task launcher's tunnel (see the `connect` module for
-//! why). Retries live in [`crate::retry`].
+//! The HTTP/1.1 client every task binary uses: keep-alive connections in a capped pool, the
+//! agent's proxy (CONNECT for https, absolute URLs for http, a bypass list), an extra CA,
+//! timeouts (overall and read-idle), a body cap per request, and the one retry policy
+//! ([`retry`]). TLS is in-process (rustls with ring) with the `tls` feature, and otherwise
+//! comes from the task launcher's tunnel (see the `connect` module and docs/tls-tunnel.md).
+//!
+//! What it is not: a general-purpose client. It speaks HTTP/1.1 only, sends whole bodies and
+//! reads whole answers into memory (every API we call answers with JSON documents), decodes
+//! no content or transfer codings but chunked, and knows nothing of the agent: task-sdk reads
+//! the agent's variables into [`HttpSettings`].
 //!
 //! Our own small client rather than reqwest/hyper: the calls we make are small JSON exchanges
 //! over HTTP/1.1, and the general-purpose stack measured about 400 KB of every task binary.
+//! Answer heads are parsed by `httparse` (hyper's parser); the framing rules around it follow
+//! RFC 9112 §6 and are checked against hyper by property tests (`tests/reference.rs`).
 
 mod connect;
 mod message;
+pub mod retry;
 mod wire;
 
 use std::collections::HashMap;
@@ -16,11 +24,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::agent::Agent;
 use connect::{ConnectError, Connector, Origin, Route, Stream};
 use wire::{ReadError, Target, WriteError};
 
 pub use message::{is_valid_header_value, Method, Request, Response, StatusCode};
+pub use retry::{HttpClient, Replay, RetryPolicy, SendError};
 
 /// The extension's name in user agents.
 pub const EXTENSION: &str = "azdo-data-tasks";
@@ -46,6 +54,21 @@ pub struct ProxySettings {
     pub password: Option<String>,
     /// Regular expressions, matched case-insensitively against the request URL.
     pub bypass: Vec<String>,
+}
+
+impl ProxySettings {
+    /// `Basic …` for the `Proxy-Authorization` header, when there is a user name. As secret
+    /// as the password: whoever reads settings from the agent registers it for masking.
+    pub fn basic_authorization(&self) -> Option<String> {
+        use base64::Engine;
+        let user = self.username.as_ref()?;
+        let password = self.password.as_deref().unwrap_or("");
+        let pair = format!("{user}:{password}");
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        ))
+    }
 }
 
 /// Everything the client needs from the agent and the task.
@@ -75,11 +98,6 @@ impl Default for HttpSettings {
     }
 }
 
-/// The environment variable with the launcher's tunnel address (`127.0.0.1:<port>`).
-pub const LAUNCHER_TUNNEL_VARIABLE: &str = "AZDO_DATA_TASKS_TLS_TUNNEL";
-/// The environment variable with the tunnel's per-run token (a secret).
-pub const LAUNCHER_TUNNEL_TOKEN_VARIABLE: &str = "AZDO_DATA_TASKS_TLS_TUNNEL_TOKEN";
-
 /// Where the task launcher (`launcher.js`) listens for TLS tunnels, and the token it wants.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LauncherTunnel {
@@ -93,86 +111,6 @@ impl std::fmt::Debug for LauncherTunnel {
             .field("address", &self.address)
             .finish_non_exhaustive()
     }
-}
-
-impl HttpSettings {
-    /// Reads `Agent.ProxyUrl`, `Agent.ProxyUsername`, `Agent.ProxyPassword` (a secret),
-    /// `Agent.ProxyBypassList` and `Agent.CAInfo`.
-    pub fn from_agent(
-        agent: &Agent,
-        task: &str,
-        version: &str,
-    ) -> Result<HttpSettings, HttpSetupError> {
-        let proxy = match agent
-            .variable("Agent.ProxyUrl")
-            .filter(|u| !u.trim().is_empty())
-        {
-            None => None,
-            Some(url) => {
-                let bypass = match agent.variable("Agent.ProxyBypassList") {
-                    Some(list) if !list.trim().is_empty() => {
-                        serde_json::from_str::<Vec<String>>(&list).map_err(|e| {
-                            HttpSetupError::BypassList {
-                                detail: e.to_string(),
-                            }
-                        })?
-                    }
-                    _ => Vec::new(),
-                };
-                let password = agent
-                    .variable("Agent.ProxyPassword")
-                    .filter(|p| !p.is_empty());
-                if let Some(p) = &password {
-                    crate::secrets::register(p);
-                }
-                Some(ProxySettings {
-                    url: url.trim().to_owned(),
-                    username: agent
-                        .variable("Agent.ProxyUsername")
-                        .filter(|u| !u.is_empty()),
-                    password,
-                    bypass,
-                })
-            }
-        };
-        Ok(HttpSettings {
-            proxy,
-            ca_file: agent
-                .variable("Agent.CAInfo")
-                .filter(|p| !p.trim().is_empty())
-                .map(PathBuf::from),
-            user_agent: user_agent(task, version),
-            launcher_tunnel: launcher_tunnel(agent),
-            ..HttpSettings::default()
-        })
-    }
-}
-
-/// The launcher's tunnel, if both of its variables are set.
-fn launcher_tunnel(agent: &Agent) -> Option<LauncherTunnel> {
-    let address = agent
-        .variable(LAUNCHER_TUNNEL_VARIABLE)
-        .filter(|a| !a.trim().is_empty())?;
-    let token = agent
-        .variable(LAUNCHER_TUNNEL_TOKEN_VARIABLE)
-        .filter(|t| !t.is_empty())?;
-    // Requests go through the tunnel in the clear, bearer tokens included: only ever to
-    // this machine.
-    let loopback = address
-        .trim()
-        .parse::<std::net::SocketAddr>()
-        .is_ok_and(|a| a.ip().is_loopback());
-    if !loopback {
-        tracing::warn!(
-            "ignoring {LAUNCHER_TUNNEL_VARIABLE}='{}': the launcher's tunnel is always on 127.0.0.1",
-            address.trim()
-        );
-        return None;
-    }
-    Some(LauncherTunnel {
-        address: address.trim().to_owned(),
-        token,
-    })
 }
 
 /// Whether `url` names a loopback host: 127.0.0.1, `[::1]` or `localhost`, where the
@@ -421,35 +359,18 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::TcpListener;
 
-    fn agent(vars: &[(&str, &str)]) -> Agent {
-        Agent::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
-    }
-
-    #[test]
-    fn settings_read_the_agent_variables() {
-        let a = agent(&[
-            ("AGENT_PROXYURL", "http://proxy.local:8888"),
-            ("AGENT_PROXYUSERNAME", "bob"),
-            ("SECRET_AGENT_PROXYPASSWORD", "proxy-pass-77"),
-            (
-                "AGENT_PROXYBYPASSLIST",
-                r#"["\\.internal\\.example$", "localhost"]"#,
-            ),
-            ("AGENT_CAINFO", "/etc/ca.pem"),
-        ]);
-        let s = HttpSettings::from_agent(&a, "deploynotebooks", "0.1.0").unwrap();
-        assert_eq!(
-            s.proxy,
-            Some(ProxySettings {
-                url: "http://proxy.local:8888".into(),
-                username: Some("bob".into()),
-                password: Some("proxy-pass-77".into()),
-                bypass: vec!["\\.internal\\.example$".into(), "localhost".into()],
-            })
-        );
-        assert_eq!(s.ca_file, Some(PathBuf::from("/etc/ca.pem")));
-        assert_eq!(s.user_agent, "azdo-data-tasks/0.1.0 (deploynotebooks)");
-        assert_eq!(crate::secrets::mask("proxy-pass-77"), "***");
+    /// Settings with the agent's proxy at `url`.
+    fn with_proxy(url: &str, credentials: Option<(&str, &str)>, bypass: &[&str]) -> HttpSettings {
+        HttpSettings {
+            proxy: Some(ProxySettings {
+                url: url.to_owned(),
+                username: credentials.map(|c| c.0.to_owned()),
+                password: credentials.map(|c| c.1.to_owned()),
+                bypass: bypass.iter().map(|b| b.to_string()).collect(),
+            }),
+            user_agent: user_agent("t", "1"),
+            ..HttpSettings::default()
+        }
     }
 
     #[test]
@@ -466,16 +387,7 @@ mod tests {
 
     #[test]
     fn bad_settings_are_named() {
-        let a = agent(&[
-            ("AGENT_PROXYURL", "http://p:1"),
-            ("AGENT_PROXYBYPASSLIST", "not json"),
-        ]);
-        assert!(matches!(
-            HttpSettings::from_agent(&a, "t", "1"),
-            Err(HttpSetupError::BypassList { .. })
-        ));
-        let a = agent(&[("AGENT_PROXYURL", "socks5://p:1")]);
-        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
+        let s = with_proxy("socks5://p:1", None, &[]);
         assert!(matches!(client(&s), Err(HttpSetupError::ProxyUrl { .. })));
     }
 
@@ -483,8 +395,10 @@ mod tests {
     #[cfg(feature = "tls")]
     #[test]
     fn an_unreadable_ca_file_is_named() {
-        let a = agent(&[("AGENT_CAINFO", "/definitely/missing.pem")]);
-        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
+        let s = HttpSettings {
+            ca_file: Some("/definitely/missing.pem".into()),
+            ..HttpSettings::default()
+        };
         let e = client(&s).unwrap_err().to_string();
         assert!(
             e.contains("Agent.CAInfo") && e.contains("/definitely/missing.pem"),
@@ -524,12 +438,7 @@ mod tests {
     #[test]
     fn requests_go_through_the_agent_proxy_with_credentials() {
         let (proxy_url, handle) = fake_proxy();
-        let a = agent(&[
-            ("AGENT_PROXYURL", &proxy_url),
-            ("AGENT_PROXYUSERNAME", "bob"),
-            ("SECRET_AGENT_PROXYPASSWORD", "pw"),
-        ]);
-        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
+        let s = with_proxy(&proxy_url, Some(("bob", "pw")), &[]);
         let c = client(&s).unwrap();
         let body = runtime().block_on(async {
             c.send_once(
@@ -558,11 +467,7 @@ mod tests {
     fn bypass_list_skips_the_proxy() {
         // The "target" is a plain server; the proxy address points nowhere useful.
         let (target_url, handle) = fake_proxy();
-        let a = agent(&[
-            ("AGENT_PROXYURL", "http://127.0.0.1:9"),
-            ("AGENT_PROXYBYPASSLIST", r#"["127\\.0\\.0\\.1"]"#),
-        ]);
-        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
+        let s = with_proxy("http://127.0.0.1:9", None, &["127\\.0\\.0\\.1"]);
         let c = client(&s).unwrap();
         let status = runtime().block_on(async {
             c.send_once(&Request::get(&format!("{target_url}/x")), true)
@@ -745,10 +650,9 @@ mod tests {
             read_head(&mut stream);
             std::thread::sleep(std::time::Duration::from_secs(5));
         });
-        let a = agent(&[("AGENT_PROXYURL", &format!("http://{address}"))]);
         let settings = HttpSettings {
             connect_timeout: std::time::Duration::from_millis(200),
-            ..HttpSettings::from_agent(&a, "t", "1").unwrap()
+            ..with_proxy(&format!("http://{address}"), None, &[])
         };
         let policy = crate::RetryPolicy {
             budget: std::time::Duration::from_millis(900),
@@ -773,13 +677,14 @@ mod tests {
     }
 
     fn tunnel_settings(address: &str) -> HttpSettings {
-        let agent = agent(&[
-            (LAUNCHER_TUNNEL_VARIABLE, address),
-            (LAUNCHER_TUNNEL_TOKEN_VARIABLE, "tunnel-token-5150"),
+        HttpSettings {
+            launcher_tunnel: Some(LauncherTunnel {
+                address: address.to_owned(),
+                token: "tunnel-token-5150".into(),
+            }),
             // The launcher handles the agent's proxy for https; this one must not be used.
-            ("AGENT_PROXYURL", "http://127.0.0.1:9"),
-        ]);
-        HttpSettings::from_agent(&agent, "t", "1").unwrap()
+            ..with_proxy("http://127.0.0.1:9", None, &[])
+        }
     }
 
     #[test]
@@ -803,7 +708,6 @@ mod tests {
             let _ = stream.write_all(answer.as_bytes());
         });
         let c = Client::new(&tunnel_settings(&address)).unwrap();
-        assert_eq!(crate::secrets::mask("x tunnel-token-5150"), "x ***");
         let echoed = runtime().block_on(async {
             c.send_once(
                 &Request::get("https://adb-1.example.test/api/2.0/clusters/list"),
@@ -878,25 +782,6 @@ mod tests {
         assert!(
             connects >= 2,
             "a passing failure is tried again: {connects}"
-        );
-    }
-
-    #[test]
-    fn a_tunnel_address_off_this_machine_is_ignored() {
-        let a = agent(&[
-            (LAUNCHER_TUNNEL_VARIABLE, "10.1.2.3:8080"),
-            (LAUNCHER_TUNNEL_TOKEN_VARIABLE, "t"),
-        ]);
-        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
-        assert_eq!(s.launcher_tunnel, None);
-        let a = agent(&[
-            (LAUNCHER_TUNNEL_VARIABLE, "127.0.0.1:41000"),
-            (LAUNCHER_TUNNEL_TOKEN_VARIABLE, "t"),
-        ]);
-        let s = HttpSettings::from_agent(&a, "t", "1").unwrap();
-        assert_eq!(
-            s.launcher_tunnel.map(|t| t.address),
-            Some("127.0.0.1:41000".into())
         );
     }
 
