@@ -51,6 +51,8 @@ pub(crate) struct Call<'a> {
     pub body: Option<serde_json::Value>,
     pub replay: Replay,
     pub subject: Option<&'a str>,
+    /// The largest answer accepted, if not the client's default.
+    pub max_response_body: Option<usize>,
 }
 
 impl<'a> Call<'a> {
@@ -62,6 +64,7 @@ impl<'a> Call<'a> {
             body: None,
             replay: Replay::ByMethod,
             subject: None,
+            max_response_body: None,
         }
     }
 
@@ -73,6 +76,7 @@ impl<'a> Call<'a> {
             body: Some(body),
             replay: Replay::ByMethod,
             subject: None,
+            max_response_body: None,
         }
     }
 
@@ -89,6 +93,12 @@ impl<'a> Call<'a> {
 
     pub fn about(mut self, subject: &'a str) -> Self {
         self.subject = Some(subject);
+        self
+    }
+
+    /// Accepts an answer of up to `bytes` instead of the client's default.
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.max_response_body = Some(bytes);
         self
     }
 }
@@ -191,6 +201,9 @@ impl Workspace {
         }
         if let Some(body) = &call.body {
             request = request.json(body);
+        }
+        if let Some(bytes) = call.max_response_body {
+            request = request.max_response_body(bytes);
         }
         tracing::debug!("{} {}{}", call.method, call.path, describe_subject(call));
         let response = inner.http.send(request, call.replay).await?;

@@ -54,5 +54,6 @@ pub use jobs::{
     RunState, SubmitRun, TaskRun, SUBMIT_TASK_KEY,
 };
 pub use workspace::{
-    CurrentUser, ExportFormat, ImportFormat, Language, ObjectInfo, ObjectType, MAX_IMPORT_BYTES,
+    CurrentUser, ExportFormat, ImportFormat, Language, ObjectInfo, ObjectType, EXPORT_MAX_BODY,
+    MAX_IMPORT_BYTES,
 };

@@ -115,6 +115,12 @@ impl ImportFormat {
     }
 }
 
+/// The largest export answer accepted, past the HTTP client's 32 MiB default
+/// (`task_sdk::http::DEFAULT_MAX_BODY`): the service refuses notebooks over 10 MB, but a
+/// folder's DBC archive or an HTML export with results can be larger, and base64 adds a
+/// third on the way.
+pub const EXPORT_MAX_BODY: usize = 64 * 1024 * 1024;
+
 /// The form [`Workspace::export`] gives an object in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExportFormat {
@@ -382,7 +388,8 @@ impl Workspace {
         let call = Call::get("/api/2.0/workspace/export")
             .query("path", path)
             .query("format", format.as_api_str())
-            .about(path);
+            .about(path)
+            .max_response_body(EXPORT_MAX_BODY);
         let answer: ExportAnswer = self.send(call).await?;
         BASE64
             .decode(answer.content.trim())

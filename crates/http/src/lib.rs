@@ -17,6 +17,7 @@
 mod connect;
 mod message;
 pub mod retry;
+mod stall;
 mod wire;
 
 use std::collections::HashMap;
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 use connect::{ConnectError, Connector, Origin, Route, Stream};
 use wire::{ReadError, Target, WriteError};
 
-pub use message::{is_valid_header_value, Method, Request, Response, StatusCode};
+pub use message::{is_valid_header_value, Method, Request, Response, StatusCode, DEFAULT_MAX_BODY};
 pub use retry::{HttpClient, Replay, RetryPolicy, SendError};
 
 /// The extension's name in user agents.
@@ -79,6 +80,9 @@ pub struct HttpSettings {
     pub user_agent: String,
     /// Per request, from the first byte sent to the last byte read.
     pub timeout: Duration,
+    /// Per request, the longest wait for the next byte of the answer: a server that stalls
+    /// half-way fails the request this soon rather than at `timeout`.
+    pub read_timeout: Duration,
     pub connect_timeout: Duration,
     /// The task launcher's TLS tunnel, when the launcher started this process.
     pub launcher_tunnel: Option<LauncherTunnel>,
@@ -92,6 +96,7 @@ impl Default for HttpSettings {
             ca_file: None,
             user_agent: EXTENSION.to_owned(),
             timeout: Duration::from_secs(120),
+            read_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(30),
             launcher_tunnel: None,
         }
@@ -155,6 +160,10 @@ pub fn client(settings: &HttpSettings) -> Result<Client, HttpSetupError> {
 /// Idle connections older than this are not reused: servers close idle connections after
 /// a minute or more, and a request sent on a connection the server is closing fails.
 const IDLE_REUSE_LIMIT: Duration = Duration::from_secs(30);
+/// At most this many idle connections are kept per origin and route (deploynotebooks
+/// uploads 8 at a time by default), and this many in all: past either, the oldest go.
+const MAX_IDLE_PER_ORIGIN: usize = 16;
+const MAX_IDLE_TOTAL: usize = 32;
 
 /// An HTTP/1.1 client with a pool of keep-alive connections. Cheap to clone (shared inside);
 /// clones may send concurrently.
@@ -169,6 +178,7 @@ struct ClientInner {
     connector: Connector,
     user_agent: String,
     timeout: Duration,
+    read_timeout: Duration,
     idle: Mutex<HashMap<PoolKey, Vec<(Stream, Instant)>>>,
 }
 
@@ -208,6 +218,7 @@ impl Client {
                 connector: Connector::new(settings)?,
                 user_agent: settings.user_agent.clone(),
                 timeout: settings.timeout,
+                read_timeout: settings.read_timeout,
                 idle: Mutex::new(HashMap::new()),
             }),
         })
@@ -294,7 +305,9 @@ impl Client {
             }
             Err(WriteError::Io) => return Err(Exchange::NotSent),
         }
-        match wire::read_response(&mut stream, request.method).await {
+        let mut reader = stall::ReadIdle::new(&mut stream, self.inner.read_timeout);
+        let answer = wire::read_response(&mut reader, request.method, request.max_body).await;
+        match answer {
             Ok((response, reusable)) => {
                 // Bytes after the answer would be read as the next answer: never pool them.
                 if reusable && stream.buffer().is_empty() {
@@ -319,9 +332,33 @@ impl Client {
         None
     }
 
+    /// Keeps `stream` for reuse, within the pool's caps: expired connections go first, then
+    /// the oldest of the origin, then the oldest of all.
     fn put_idle(&self, key: PoolKey, stream: Stream) {
         let mut idle = self.inner.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.entry(key).or_default().push((stream, Instant::now()));
+        for list in idle.values_mut() {
+            list.retain(|(_, since)| since.elapsed() < IDLE_REUSE_LIMIT);
+        }
+        idle.retain(|_, list| !list.is_empty());
+        let list = idle.entry(key).or_default();
+        // Lists are in the order connections came back: the oldest first.
+        if list.len() >= MAX_IDLE_PER_ORIGIN {
+            list.remove(0);
+        }
+        list.push((stream, Instant::now()));
+        let total: usize = idle.values().map(Vec::len).sum();
+        for _ in MAX_IDLE_TOTAL..total {
+            let oldest = idle
+                .iter()
+                .filter_map(|(k, list)| Some((k.clone(), list.first()?.1)))
+                .min_by_key(|(_, since)| *since)
+                .map(|(k, _)| k);
+            if let Some(k) = oldest {
+                if let Some(list) = idle.get_mut(&k) {
+                    list.remove(0);
+                }
+            }
+        }
     }
 }
 
@@ -639,6 +676,123 @@ mod tests {
             assert_eq!(r.status(), 200);
         });
         assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    fn idle_counts(c: &Client) -> (usize, usize) {
+        let idle = c.inner.idle.lock().unwrap();
+        let most = idle.values().map(Vec::len).max().unwrap_or(0);
+        (most, idle.values().map(Vec::len).sum())
+    }
+
+    /// A connection that is open and quiet, as the pool holds them; its far end goes into
+    /// `far_ends`, to stay open.
+    fn quiet_stream(far_ends: &mut Vec<tokio::io::DuplexStream>) -> Stream {
+        let (ours, theirs) = tokio::io::duplex(64);
+        far_ends.push(theirs);
+        tokio::io::BufReader::new(Box::new(ours) as Box<dyn connect::Io>)
+    }
+
+    #[test]
+    fn the_idle_pool_is_capped_per_origin_and_in_all() {
+        let c = plain_client();
+        let key = |port: u16| {
+            let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+            (Origin::of(&url).unwrap(), Route::Direct)
+        };
+        let mut far_ends = Vec::new();
+        runtime().block_on(async {
+            for _ in 0..MAX_IDLE_PER_ORIGIN + 5 {
+                c.put_idle(key(1), quiet_stream(&mut far_ends));
+            }
+            assert_eq!(idle_counts(&c), (MAX_IDLE_PER_ORIGIN, MAX_IDLE_PER_ORIGIN));
+            for port in 2..6 {
+                for _ in 0..MAX_IDLE_PER_ORIGIN {
+                    c.put_idle(key(port), quiet_stream(&mut far_ends));
+                }
+            }
+            assert_eq!(idle_counts(&c), (MAX_IDLE_PER_ORIGIN, MAX_IDLE_TOTAL));
+            // The newest stay: the last origin filled is whole.
+            assert!(c.take_idle(&key(5)).is_some());
+            let idle = c.inner.idle.lock().unwrap();
+            assert_eq!(
+                idle.get(&key(5)).map(Vec::len),
+                Some(MAX_IDLE_PER_ORIGIN - 1)
+            );
+            assert_eq!(idle.get(&key(1)).map(Vec::len), None, "the oldest went");
+        });
+    }
+
+    #[test]
+    fn a_server_that_stalls_fails_at_the_read_timeout() {
+        // The head and half the body, then nothing, with the connection open.
+        let (address, _) = raw_server(|mut stream| {
+            read_head(&mut stream);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello");
+            std::thread::sleep(std::time::Duration::from_secs(30));
+        });
+        let settings = HttpSettings {
+            read_timeout: std::time::Duration::from_millis(300),
+            ..HttpSettings::default()
+        };
+        let c = Client::new(&settings).unwrap();
+        let result =
+            runtime().block_on(c.send_once(&Request::get(&format!("http://{address}/")), true));
+        match result {
+            Err(Failure::Transport(detail)) => {
+                assert!(
+                    detail.contains("read timeout") && detail.contains("0.3 s"),
+                    "{detail}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_server_that_never_answers_fails_at_the_read_timeout_without_a_resend() {
+        use std::sync::atomic::Ordering;
+        let (address, accepted) = raw_server(|mut stream| {
+            read_head(&mut stream);
+            std::thread::sleep(std::time::Duration::from_secs(30));
+        });
+        let settings = HttpSettings {
+            read_timeout: std::time::Duration::from_millis(300),
+            ..HttpSettings::default()
+        };
+        let c = Client::new(&settings).unwrap();
+        let request = Request::post(&format!("http://{address}/")).body("x");
+        let result = runtime().block_on(c.send_once(&request, false));
+        assert!(
+            matches!(&result, Err(Failure::Transport(d)) if d.contains("read timeout")),
+            "{result:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_request_may_accept_a_larger_body() {
+        let (address, _) = raw_server(|mut stream| {
+            while !read_head(&mut stream).is_empty() {
+                let _ =
+                    stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\nhello world");
+            }
+        });
+        let url = format!("http://{address}/");
+        let c = plain_client();
+        runtime().block_on(async {
+            let small = c
+                .send_once(&Request::get(&url).max_response_body(10), true)
+                .await;
+            assert!(
+                matches!(&small, Err(Failure::Transport(d)) if d.contains("larger than 10 bytes")),
+                "{small:?}"
+            );
+            let fits = c
+                .send_once(&Request::get(&url).max_response_body(11), true)
+                .await
+                .unwrap();
+            assert_eq!(fits.text(), "hello world");
+        });
     }
 
     /// A proxy that accepts connections and never answers stands in for a network that drops

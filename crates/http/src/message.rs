@@ -141,6 +141,10 @@ impl fmt::Debug for Header {
     }
 }
 
+/// The largest answer body a request accepts unless it says otherwise
+/// ([`Request::max_response_body`]): every API we call answers with JSON far smaller.
+pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
+
 /// A request to send with [`crate::HttpClient::send`]. Built step by step; a mistake in a
 /// step (a URL that does not parse, a body that does not serialise) is reported when the
 /// request is sent, as [`crate::SendError::Build`].
@@ -153,6 +157,8 @@ pub struct Request {
     pub(crate) problem: Option<String>,
     pub(crate) headers: Vec<Header>,
     pub(crate) body: Vec<u8>,
+    /// The largest answer body accepted, in bytes.
+    pub(crate) max_body: usize,
 }
 
 impl Request {
@@ -164,6 +170,7 @@ impl Request {
             problem: None,
             headers: Vec::new(),
             body: Vec::new(),
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 
@@ -174,6 +181,7 @@ impl Request {
             problem: None,
             headers: Vec::new(),
             body: Vec::new(),
+            max_body: DEFAULT_MAX_BODY,
         }
     }
 
@@ -241,6 +249,14 @@ impl Request {
         }
         self.body = form.finish().into_bytes();
         self.header("content-type", "application/x-www-form-urlencoded")
+    }
+
+    /// Accepts an answer body of up to `bytes` instead of [`DEFAULT_MAX_BODY`], for the few
+    /// APIs whose answers can be larger (a workspace export). A larger answer fails the
+    /// request with an error naming the limit; the body is never held past it.
+    pub fn max_response_body(mut self, bytes: usize) -> Request {
+        self.max_body = bytes;
+        self
     }
 
     /// A raw body.

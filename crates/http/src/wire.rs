@@ -11,8 +11,6 @@ use super::message::{is_valid_header_value, Method, Request, Response, StatusCod
 
 /// Larger answer heads are refused: no API we call sends anything near this.
 const MAX_HEAD: usize = 64 * 1024;
-/// Larger bodies are refused rather than held in memory.
-pub(crate) const MAX_BODY: usize = 256 * 1024 * 1024;
 
 /// How the request line names the target.
 pub(crate) enum Target {
@@ -120,6 +118,7 @@ pub(crate) fn host_header(url: &url::Url) -> String {
 /// A parsed answer head.
 pub(crate) struct Head {
     pub status: StatusCode,
+    /// Names in lower case, values trimmed, in the order received.
     pub headers: Vec<(String, String)>,
     /// HTTP/1.0 answers close the connection unless they say otherwise.
     pub http10: bool,
@@ -133,12 +132,17 @@ impl Head {
             .map(|(_, v)| v.as_str())
     }
 
-    fn has_token(&self, name: &str, token: &str) -> bool {
+    /// Every comma-separated element of every `name` header, trimmed (RFC 9110 §5.3).
+    fn list<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .filter(|(k, _)| k == name)
+            .filter(move |(k, _)| k == name)
             .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+            .map(|t| t.trim_matches([' ', '\t']))
+    }
+
+    fn has_token(&self, name: &str, token: &str) -> bool {
+        self.list(name).any(|t| t.eq_ignore_ascii_case(token))
     }
 
     /// Whether the connection may carry another request after this answer.
@@ -148,6 +152,17 @@ impl Head {
         }
         !self.http10 || self.has_token("connection", "keep-alive")
     }
+}
+
+/// How an answer's body is delimited (RFC 9112 §6.3).
+#[derive(Debug, PartialEq, Eq)]
+enum Framing {
+    /// No body: an answer to HEAD, 204 or 304.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// The body ends when the server closes the connection.
+    Close,
 }
 
 /// Reads one answer head (status line and headers). `Err(ClosedBeforeAnswer)`: the connection
@@ -162,6 +177,9 @@ pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(io: &mut R) -> Result<Hea
             .await;
         let n = match read {
             Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(ReadError::Broken(e.to_string()))
+            }
             // A reset before any byte of the answer is as good as closed: the caller decides
             // whether the request may go again on a fresh connection.
             Err(e) if raw.is_empty() => return Err(ReadError::ClosedBeforeAnswer(e.to_string())),
@@ -195,47 +213,132 @@ pub(crate) async fn read_head<R: AsyncBufRead + Unpin>(io: &mut R) -> Result<Hea
     parse_head(&raw)
 }
 
+/// At most this many header fields in an answer head (hyper's default too).
+const MAX_HEADERS: usize = 100;
+
+/// Parses a whole head, up to and including its empty line, with `httparse`: a status line
+/// of HTTP/1.0 or 1.1, header names that are tokens, values without control characters.
 fn parse_head(raw: &[u8]) -> Result<Head, ReadError> {
-    // Header values are ASCII in practice; other bytes are kept as replacement characters
-    // rather than failing the whole answer.
-    let text = String::from_utf8_lossy(raw);
-    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-    let status_line = lines.next().unwrap_or_default();
-    let bad = || {
-        ReadError::Broken(format!(
-            "not an HTTP answer: '{}'",
-            truncate(status_line, 80)
-        ))
+    let status_line = || {
+        let end = raw.iter().position(|&b| b == b'\n').unwrap_or(raw.len());
+        truncate(String::from_utf8_lossy(&raw[..end]).trim_end(), 80)
     };
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().ok_or_else(bad)?;
-    let http10 = match version {
-        "HTTP/1.1" => false,
-        "HTTP/1.0" => true,
-        _ => return Err(bad()),
-    };
-    let status = parts
-        .next()
-        .filter(|c| c.len() == 3)
-        .and_then(|c| c.parse::<u16>().ok())
-        .and_then(StatusCode::from_u16)
-        .ok_or_else(bad)?;
-    let mut headers = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
-        if line.starts_with([' ', '\t']) {
-            return Err(ReadError::Broken(
-                "the answer folds a header over lines, which HTTP/1.1 forbids".into(),
-            ));
-        }
-        let (name, value) = line.split_once(':').ok_or_else(|| {
-            ReadError::Broken(format!("malformed header line '{}'", truncate(line, 80)))
-        })?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    // An obsolete line folding: httparse calls it a bad header name; say what it is.
+    if raw
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .any(|line| line.starts_with(b" ") || line.starts_with(b"\t"))
+    {
+        return Err(ReadError::Broken(
+            "the answer folds a header over lines, which HTTP/1.1 forbids".into(),
+        ));
     }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    match parsed.parse(raw) {
+        Ok(httparse::Status::Complete(_)) => {}
+        // read_head stops at the empty line, so the head is always complete here.
+        Ok(httparse::Status::Partial) => {
+            return Err(ReadError::Broken(
+                "the answer's headers are incomplete".into(),
+            ))
+        }
+        Err(httparse::Error::Version | httparse::Error::Status) => {
+            return Err(ReadError::Broken(format!(
+                "not an HTTP/1.1 answer: '{}'",
+                status_line()
+            )))
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ReadError::Broken(format!(
+                "the answer has more than {MAX_HEADERS} headers"
+            )))
+        }
+        Err(e) => {
+            return Err(ReadError::Broken(format!(
+                "the answer's headers are malformed: {e}"
+            )))
+        }
+    }
+    let status = parsed
+        .code
+        .and_then(StatusCode::from_u16)
+        .ok_or_else(|| ReadError::Broken(format!("not an HTTP answer: '{}'", status_line())))?;
+    let headers = parsed
+        .headers
+        .iter()
+        .map(|h| {
+            // Header values are ASCII in practice; other bytes (obs-text) are kept as
+            // replacement characters rather than failing the whole answer.
+            let value = String::from_utf8_lossy(h.value);
+            (
+                h.name.to_ascii_lowercase(),
+                value.trim_matches([' ', '\t']).to_owned(),
+            )
+        })
+        .collect();
     Ok(Head {
         status,
         headers,
-        http10,
+        http10: parsed.version == Some(0),
+    })
+}
+
+/// How the body of an answer to `method` with `head` is delimited, and whether the
+/// connection may be used again afterwards (RFC 9112 §6.3 and §6.1).
+fn framing(head: &Head, method: Method) -> Result<(Framing, bool), ReadError> {
+    let keeps_alive = head.keeps_alive();
+    if method == Method::HEAD
+        || head.status == StatusCode::NO_CONTENT
+        || head.status == StatusCode::NOT_MODIFIED
+    {
+        return Ok((Framing::Empty, keeps_alive));
+    }
+    if head.headers.iter().any(|(k, _)| k == "transfer-encoding") {
+        let codings: Vec<&str> = head.list("transfer-encoding").collect();
+        // We send no TE header, so chunked is the only transfer coding a server may apply
+        // (RFC 9112 §7.4), and it must be the last one, applied once (§6.1, §7). A final
+        // coding other than chunked would make the body last until the connection closes
+        // (§6.3), encoded in a way this client cannot undo: refused, like any coding but
+        // chunked, rather than handed over as if it were the body.
+        let chunked_once_and_last = codings
+            .last()
+            .is_some_and(|c| c.eq_ignore_ascii_case("chunked"))
+            && codings.len() == 1;
+        if !chunked_once_and_last {
+            return Err(ReadError::Broken(format!(
+                "the answer uses Transfer-Encoding '{}'; only 'chunked' is understood",
+                truncate(&codings.join(", "), 60)
+            )));
+        }
+        // Both framings at once is a smuggling risk: Transfer-Encoding wins, and the
+        // connection is not trusted with another request (§6.3). So is Transfer-Encoding in
+        // an HTTP/1.0 answer (§6.1).
+        let both = head.header("content-length").is_some();
+        return Ok((Framing::Chunked, keeps_alive && !both && !head.http10));
+    }
+    let mut length: Option<u64> = None;
+    for value in head.list("content-length") {
+        // 1*DIGIT, no sign, no spaces inside; repeated values must agree (§6.3 item 5).
+        let parsed = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| value.parse::<u64>().ok())
+            .flatten()
+            .ok_or_else(|| {
+                ReadError::Broken(format!("invalid Content-Length '{}'", truncate(value, 40)))
+            })?;
+        match length {
+            Some(first) if first != parsed => {
+                return Err(ReadError::Broken(format!(
+                    "the answer has conflicting Content-Length values {first} and {parsed}"
+                )))
+            }
+            _ => length = Some(parsed),
+        }
+    }
+    Ok(match length {
+        Some(n) => (Framing::Length(n), keeps_alive),
+        // No framing: the body ends with the connection.
+        None => (Framing::Close, false),
     })
 }
 
@@ -243,11 +346,12 @@ fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
 }
 
-/// Reads a whole answer to `method`, skipping interim (1xx) answers. Returns it and whether
-/// the connection may be used again.
+/// Reads a whole answer to `method`, skipping interim (1xx) answers, refusing a body larger
+/// than `max_body` bytes. Returns it and whether the connection may be used again.
 pub(crate) async fn read_response<R: AsyncBufRead + Unpin>(
     io: &mut R,
     method: Method,
+    max_body: usize,
 ) -> Result<(Response, bool), ReadError> {
     let mut first = true;
     let head = loop {
@@ -265,44 +369,33 @@ pub(crate) async fn read_response<R: AsyncBufRead + Unpin>(
             break head;
         }
     };
-    let chunked = head.has_token("transfer-encoding", "chunked");
-    // Both framings at once is a message smuggling risk: read it chunked, then close
-    // (RFC 9112 §6.3).
-    let mut reusable = head.keeps_alive() && !(chunked && head.header("content-length").is_some());
-    let no_body = method == Method::HEAD
-        || head.status == StatusCode::NO_CONTENT
-        || head.status == StatusCode::NOT_MODIFIED;
-    let body = if no_body {
-        Vec::new()
-    } else if chunked {
-        read_chunked(io).await?
-    } else if let Some(length) = head.header("content-length") {
-        let length = length
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| length.parse::<usize>().ok())
-            .flatten()
-            .ok_or_else(|| {
-                ReadError::Broken(format!("invalid Content-Length '{}'", truncate(length, 40)))
-            })?;
-        if length > MAX_BODY {
-            return Err(too_large());
+    let (framing, reusable) = framing(&head, method)?;
+    let body = match framing {
+        Framing::Empty => Vec::new(),
+        Framing::Chunked => read_chunked(io, max_body).await?,
+        Framing::Length(length) => {
+            if length > max_body as u64 {
+                return Err(too_large(max_body));
+            }
+            read_exactly(io, length as usize).await.map_err(|e| {
+                ReadError::Broken(if e.kind() == io::ErrorKind::TimedOut {
+                    e.to_string()
+                } else {
+                    format!("the answer was cut off before its {length} bytes")
+                })
+            })?
         }
-        read_exactly(io, length).await.map_err(|_| {
-            ReadError::Broken(format!("the answer was cut off before its {length} bytes"))
-        })?
-    } else {
-        // No framing: the body ends with the connection.
-        reusable = false;
-        let mut body = Vec::new();
-        io.take(MAX_BODY as u64 + 1)
-            .read_to_end(&mut body)
-            .await
-            .map_err(|e| ReadError::Broken(e.to_string()))?;
-        if body.len() > MAX_BODY {
-            return Err(too_large());
+        Framing::Close => {
+            let mut body = Vec::new();
+            io.take(max_body as u64 + 1)
+                .read_to_end(&mut body)
+                .await
+                .map_err(|e| ReadError::Broken(e.to_string()))?;
+            if body.len() > max_body {
+                return Err(too_large(max_body));
+            }
+            body
         }
-        body
     };
     Ok((Response::new(head.status, head.headers, body), reusable))
 }
@@ -319,53 +412,113 @@ async fn read_exactly<R: AsyncRead + Unpin>(io: &mut R, length: usize) -> io::Re
     }
 }
 
-fn too_large() -> ReadError {
-    ReadError::Broken(format!("the answer is larger than {} MiB", MAX_BODY >> 20))
+fn too_large(limit: usize) -> ReadError {
+    let limit = if limit % (1 << 20) == 0 {
+        format!("{} MiB", limit >> 20)
+    } else {
+        format!("{limit} bytes")
+    };
+    ReadError::Broken(format!(
+        "the answer is larger than {limit}, the most this request accepts"
+    ))
 }
 
-async fn read_chunked<R: AsyncBufRead + Unpin>(io: &mut R) -> Result<Vec<u8>, ReadError> {
+/// Longest chunk-size line (size and extensions) accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+
+/// Reads one line ending in CRLF, at most `limit` bytes with the CRLF, into `line` without
+/// its CRLF. `what` names the line in errors.
+async fn read_crlf_line<R: AsyncBufRead + Unpin>(
+    io: &mut R,
+    line: &mut Vec<u8>,
+    limit: usize,
+    what: &str,
+) -> Result<(), ReadError> {
+    line.clear();
+    io.take(limit as u64)
+        .read_until(b'\n', line)
+        .await
+        .map_err(|e| ReadError::Broken(e.to_string()))?;
+    if !line.ends_with(b"\n") {
+        return Err(ReadError::Broken(if line.len() >= limit {
+            format!("the answer has a {what} longer than {limit} bytes")
+        } else {
+            "the answer was cut off in the middle of a chunk".into()
+        }));
+    }
+    if !line.ends_with(b"\r\n") {
+        return Err(ReadError::Broken(format!(
+            "the answer has a {what} that does not end with CRLF"
+        )));
+    }
+    line.truncate(line.len() - 2);
+    Ok(())
+}
+
+/// The size of a chunk from its size line (RFC 9112 §7.1): hex digits only (no sign, no
+/// prefix, no space before), the value checked for overflow, then optional whitespace and
+/// chunk extensions, which are ignored.
+fn chunk_size(line: &[u8]) -> Result<u64, ReadError> {
+    let bad = || {
+        ReadError::Broken(format!(
+            "invalid chunk size '{}'",
+            truncate(&String::from_utf8_lossy(line), 20)
+        ))
+    };
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return Err(bad());
+    }
+    let mut size: u64 = 0;
+    for &b in &line[..digits] {
+        let digit = (b as char).to_digit(16).unwrap_or_default();
+        size = size
+            .checked_mul(16)
+            .and_then(|s| s.checked_add(u64::from(digit)))
+            .ok_or_else(bad)?;
+    }
+    let rest = &line[digits..];
+    let rest = &rest[rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count()..];
+    // Extensions: `;name[=value]…`, visible characters, spaces and tabs only.
+    let extensions_ok = rest.is_empty()
+        || (rest[0] == b';'
+            && rest
+                .iter()
+                .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80));
+    if !extensions_ok {
+        return Err(bad());
+    }
+    Ok(size)
+}
+
+/// Reads a chunked body (RFC 9112 §7.1): chunks, the last chunk, trailer fields (checked,
+/// then dropped) and the final CRLF.
+pub(crate) async fn read_chunked<R: AsyncBufRead + Unpin>(
+    io: &mut R,
+    max_body: usize,
+) -> Result<Vec<u8>, ReadError> {
     let cut = || ReadError::Broken("the answer was cut off in the middle of a chunk".into());
     let mut body = Vec::new();
     let mut line = Vec::new();
     loop {
-        line.clear();
-        io.take(1024)
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| ReadError::Broken(e.to_string()))?;
-        if !line.ends_with(b"\n") {
-            return Err(cut());
-        }
-        let text = std::str::from_utf8(&line).map_err(|_| cut())?;
-        let size_text = text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| {
-            ReadError::Broken(format!("invalid chunk size '{}'", truncate(size_text, 20)))
-        })?;
+        read_crlf_line(io, &mut line, MAX_CHUNK_LINE, "chunk-size line").await?;
+        let size = chunk_size(&line)?;
         if size == 0 {
-            // Trailers, up to the empty line.
-            loop {
-                line.clear();
-                io.take(MAX_HEAD as u64)
-                    .read_until(b'\n', &mut line)
-                    .await
-                    .map_err(|e| ReadError::Broken(e.to_string()))?;
-                if line.is_empty() {
-                    return Err(cut());
-                }
-                if line == b"\r\n" || line == b"\n" {
-                    return Ok(body);
-                }
-            }
+            return read_trailers(io).await.map(|()| body);
         }
-        // Checked before any arithmetic: the size is the server's claim.
-        if size > MAX_BODY - body.len() {
-            return Err(too_large());
+        // Checked before any allocation: the size is the server's claim.
+        if size > (max_body - body.len()) as u64 {
+            return Err(too_large(max_body));
         }
+        let size = size as usize;
         let start = body.len();
         io.take(size as u64)
             .read_to_end(&mut body)
             .await
-            .map_err(|_| cut())?;
+            .map_err(|e| ReadError::Broken(e.to_string()))?;
         if body.len() - start != size {
             return Err(cut());
         }
@@ -374,6 +527,37 @@ async fn read_chunked<R: AsyncBufRead + Unpin>(io: &mut R) -> Result<Vec<u8>, Re
         if &crlf != b"\r\n" {
             return Err(ReadError::Broken("a chunk does not end with CRLF".into()));
         }
+    }
+}
+
+/// The trailer section after the last chunk, up to its empty line: well-formed fields
+/// (checked with httparse like the head's), at most 64 KiB.
+async fn read_trailers<R: AsyncBufRead + Unpin>(io: &mut R) -> Result<(), ReadError> {
+    let mut section = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        let room = MAX_HEAD.saturating_sub(section.len());
+        if room < 2 {
+            return Err(ReadError::Broken(
+                "the answer's trailers are larger than 64 KiB".into(),
+            ));
+        }
+        read_crlf_line(io, &mut line, room, "trailer line").await?;
+        section.extend_from_slice(&line);
+        section.extend_from_slice(b"\r\n");
+        if line.is_empty() {
+            break;
+        }
+    }
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(&section, &mut slots) {
+        Ok(httparse::Status::Complete(_)) => Ok(()),
+        Ok(httparse::Status::Partial) => Err(ReadError::Broken(
+            "the answer's trailers are incomplete".into(),
+        )),
+        Err(e) => Err(ReadError::Broken(format!(
+            "the answer's trailers are malformed: {e}"
+        ))),
     }
 }
 
@@ -440,10 +624,11 @@ pub(crate) enum TunnelRefused {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::DEFAULT_MAX_BODY;
     use tokio::io::BufReader;
 
     async fn read(raw: &[u8], method: Method) -> Result<(Response, bool), ReadError> {
-        read_response(&mut BufReader::new(raw), method).await
+        read_response(&mut BufReader::new(raw), method, DEFAULT_MAX_BODY).await
     }
 
     #[tokio::test]
@@ -544,6 +729,177 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(raw)
             );
+        }
+    }
+
+    /// The error of reading `raw`, which must fail as a broken answer.
+    async fn refused(raw: &[u8], max_body: usize) -> String {
+        match read_response(&mut BufReader::new(raw), Method::GET, max_body).await {
+            Err(ReadError::Broken(detail)) => detail,
+            Err(other) => panic!("{other:?} for {}", String::from_utf8_lossy(raw)),
+            Ok((r, _)) => panic!(
+                "accepted {:?} for {}",
+                r.text(),
+                String::from_utf8_lossy(raw)
+            ),
+        }
+    }
+
+    #[tokio::test]
+    async fn conflicting_content_lengths_are_refused() {
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nokk"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nokk",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\ncontent-length: 2\r\n\r\nokk",
+        ] {
+            let e = refused(raw, DEFAULT_MAX_BODY).await;
+            assert!(e.contains("conflicting Content-Length"), "{e}");
+        }
+        // The same value repeated is one length (RFC 9112 §6.3).
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
+        ] {
+            let (r, reuse) = read(raw, Method::GET).await.unwrap();
+            assert_eq!(r.text(), "ok");
+            assert!(reuse);
+        }
+        // A list element that is not a number is as bad as a lone one.
+        let e = refused(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2,\r\n\r\nok",
+            DEFAULT_MAX_BODY,
+        )
+        .await;
+        assert!(e.contains("invalid Content-Length"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn transfer_codings_other_than_a_final_chunked_are_refused() {
+        for (coding, named) in [
+            ("chunked, gzip", "chunked, gzip"),
+            ("gzip", "gzip"),
+            ("gzip, chunked", "gzip, chunked"),
+            ("chunked, chunked", "chunked, chunked"),
+            ("identity", "identity"),
+        ] {
+            let raw = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+            );
+            let e = refused(raw.as_bytes(), DEFAULT_MAX_BODY).await;
+            assert!(
+                e.contains(&format!("Transfer-Encoding '{named}'")),
+                "{coding}: {e}"
+            );
+        }
+        // Two header lines are one list: chunked must still come last, once.
+        let e = refused(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            DEFAULT_MAX_BODY,
+        )
+        .await;
+        assert!(e.contains("'chunked, gzip'"), "{e}");
+        // Case does not matter for the coding's name.
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        assert_eq!(read(raw, Method::GET).await.unwrap().0.text(), "ok");
+    }
+
+    #[tokio::test]
+    async fn chunked_in_an_http10_answer_is_read_then_the_connection_closed() {
+        let raw = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n";
+        let (r, reuse) = read(raw, Method::GET).await.unwrap();
+        assert_eq!(r.text(), "ok");
+        assert!(!reuse);
+    }
+
+    #[tokio::test]
+    async fn chunk_sizes_are_hex_digits_only() {
+        for size in [
+            "+2",
+            "-2",
+            "0x2",
+            " 2",
+            "2x",
+            "2 x",
+            "",
+            // Overflows 64 bits: refused, not wrapped around.
+            "10000000000000002",
+            "2;ext\x01",
+        ] {
+            let raw = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nok\r\n0\r\n\r\n"
+            );
+            let e = refused(raw.as_bytes(), DEFAULT_MAX_BODY).await;
+            assert!(e.contains("invalid chunk size"), "{size:?}: {e}");
+        }
+        // A size line must end with CRLF.
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\r\n0\r\n\r\n";
+        let e = refused(raw, DEFAULT_MAX_BODY).await;
+        assert!(e.contains("CRLF"), "{e}");
+        // What RFC 9112 §7.1 allows: leading zeros, extensions, whitespace before them.
+        for size in [
+            "002",
+            "2;name=value",
+            "2 ;a;b=\"q s\"",
+            "2\t",
+            "0000000000000000002",
+        ] {
+            let raw = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nok\r\n0\r\n\r\n"
+            );
+            let (r, _) = read(raw.as_bytes(), Method::GET).await.unwrap();
+            assert_eq!(r.text(), "ok", "{size:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_trailers_are_refused() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nbad trailer\r\n\r\n";
+        let e = refused(raw, DEFAULT_MAX_BODY).await;
+        assert!(e.contains("trailers are malformed"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn invalid_header_names_and_values_are_refused() {
+        for line in [
+            &b"X Y: 1"[..],
+            b"X(: 1",
+            b": no name",
+            b"X-A\x01: 1",
+            b"X-A : 1",
+            b"X-A: a\x01b",
+            b"X-A: a\x7fb",
+            b"X-A: a\rb",
+        ] {
+            let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
+            raw.extend_from_slice(line);
+            raw.extend_from_slice(b"\r\nContent-Length: 2\r\n\r\nok");
+            let e = refused(&raw, DEFAULT_MAX_BODY).await;
+            assert!(
+                e.contains("headers are malformed"),
+                "{}: {e}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_past_the_limit_are_refused_with_the_limit_named() {
+        let big = DEFAULT_MAX_BODY + 1;
+        let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {big}\r\n\r\n");
+        let e = refused(raw.as_bytes(), DEFAULT_MAX_BODY).await;
+        assert!(e.contains("larger than 32 MiB"), "{e}");
+        // A request's own limit, whatever the framing.
+        for raw in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello world",
+        ] {
+            let e = refused(raw, 10).await;
+            assert!(e.contains("larger than 10 bytes"), "{e}");
+            let (r, _) = read_response(&mut BufReader::new(raw), Method::GET, 11)
+                .await
+                .unwrap();
+            assert_eq!(r.text(), "hello world");
         }
     }
 

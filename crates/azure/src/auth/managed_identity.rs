@@ -89,6 +89,7 @@ pub(crate) fn client(
             timeout: Duration::from_secs(60),
             connect_timeout: CONNECT_TIMEOUT,
             launcher_tunnel: None,
+            ..HttpSettings::default()
         },
     };
     settings.proxy = None;
@@ -214,6 +215,7 @@ mod tests {
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             launcher_tunnel: None,
+            ..HttpSettings::default()
         };
         HttpClient::new(
             task_sdk::http::client(&settings).unwrap(),

@@ -30,6 +30,7 @@ pub fn http(emu: &Emulator) -> HttpClient {
         timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(10),
         launcher_tunnel: None,
+        ..HttpSettings::default()
     };
     HttpClient::new(
         client(&settings).expect("client"),
