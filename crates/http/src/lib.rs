@@ -12,7 +12,7 @@
 //! Our own small client rather than reqwest/hyper: the calls we make are small JSON exchanges
 //! over HTTP/1.1, and the general-purpose stack measured about 400 KB of every task binary.
 //! Answer heads are parsed by `httparse` (hyper's parser); the framing rules around it follow
-//! RFC 9112 §6 and are checked against hyper by property tests (`tests/reference.rs`).
+//! RFC 9112 §6 and are checked against hyper by property tests (`src/wire/reference.rs`).
 
 mod connect;
 mod message;

@@ -622,6 +622,9 @@ pub(crate) enum TunnelRefused {
 }
 
 #[cfg(test)]
+mod reference;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::DEFAULT_MAX_BODY;
