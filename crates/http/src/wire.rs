@@ -301,11 +301,8 @@ fn framing(head: &Head, method: Method) -> Result<(Framing, bool), ReadError> {
         // coding other than chunked would make the body last until the connection closes
         // (§6.3), encoded in a way this client cannot undo: refused, like any coding but
         // chunked, rather than handed over as if it were the body.
-        let chunked_once_and_last = codings
-            .last()
-            .is_some_and(|c| c.eq_ignore_ascii_case("chunked"))
-            && codings.len() == 1;
-        if !chunked_once_and_last {
+        let only_chunked = codings.len() == 1 && codings[0].eq_ignore_ascii_case("chunked");
+        if !only_chunked {
             return Err(ReadError::Broken(format!(
                 "the answer uses Transfer-Encoding '{}'; only 'chunked' is understood",
                 truncate(&codings.join(", "), 60)
