@@ -47,14 +47,24 @@ pub enum HttpSetupError {
     Client(String),
 }
 
-/// The agent's proxy configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The agent's proxy configuration. `Debug` leaves the password out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProxySettings {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<String>,
     /// Regular expressions, matched case-insensitively against the request URL.
     pub bypass: Vec<String>,
+}
+
+impl std::fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySettings")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("bypass", &self.bypass)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProxySettings {
@@ -408,6 +418,20 @@ mod tests {
             user_agent: user_agent("t", "1"),
             ..HttpSettings::default()
         }
+    }
+
+    #[test]
+    fn proxy_credentials_stay_out_of_debug_output() {
+        let s = with_proxy("http://p:1", Some(("bob", "proxy-pass-88")), &[]);
+        let shown = format!("{s:?}");
+        assert!(
+            shown.contains("bob") && !shown.contains("proxy-pass-88"),
+            "{shown}"
+        );
+        assert_eq!(
+            s.proxy.unwrap().basic_authorization().as_deref(),
+            Some("Basic Ym9iOnByb3h5LXBhc3MtODg=")
+        );
     }
 
     #[test]
