@@ -257,7 +257,7 @@ pub async fn deploy(
 ) -> Result<Report, TaskError> {
     let started = Instant::now();
     let mut report = Report {
-        skipped: scan.skipped,
+        skipped: scan.skipped.clone(),
         ..Report::default()
     };
     let needs_remote = opts.incremental || opts.clean;
@@ -472,7 +472,7 @@ pub async fn deploy(
     // Clean, only when everything else worked.
     if opts.clean {
         if report.failed.is_empty() {
-            clean(ws, opts, &scan.items, &remote, &mut report).await?;
+            clean(ws, opts, &scan, &remote, &mut report).await?;
         } else {
             report.clean_skipped = Some("some uploads failed".into());
             out::warning("clean skipped: some uploads failed, so nothing was deleted");
@@ -482,10 +482,24 @@ pub async fn deploy(
     Ok(report)
 }
 
-/// The workspace objects (relative paths) that the source does not have: the topmost such
-/// object of each branch (a folder goes with its content). What a `.dbc` archive imported
-/// (a folder of notebooks) counts as in the source.
-fn not_in_source<'a>(items: &[Item], objects: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+/// What clean does with the workspace objects (relative paths) that the source does not have.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct CleanPlan<'a> {
+    /// The topmost such object of each branch (a folder goes with its content).
+    delete: Vec<&'a str>,
+    /// Objects the scan skipped in the source (hidden, not a notebook, ...): never deleted,
+    /// since the source may well have them.
+    kept: Vec<&'a str>,
+}
+
+/// Sorts out what clean deletes. What a `.dbc` archive imported (a folder of notebooks)
+/// counts as in the source; so does anything a skipped source entry may have become, and the
+/// folders above it.
+fn not_in_source<'a>(
+    items: &[Item],
+    skipped: &[Skipped],
+    objects: impl Iterator<Item = &'a str>,
+) -> CleanPlan<'a> {
     let mut keep: BTreeSet<&str> = BTreeSet::new();
     keep.insert(manifest::FILE_NAME);
     for item in items {
@@ -505,13 +519,29 @@ fn not_in_source<'a>(items: &[Item], objects: impl Iterator<Item = &'a str>) -> 
         .filter(|rel| !keep.contains(rel) && !archives.iter().any(|a| rel.starts_with(a)))
         .collect();
     extra.sort_unstable();
-    let mut topmost: Vec<&str> = Vec::new();
+    let (kept, extra): (Vec<&str>, Vec<&str>) = extra
+        .into_iter()
+        .partition(|rel| skipped.iter().any(|s| s.protects(rel)));
+    // A folder above something kept stays too.
+    let holds_kept = |rel: &str| {
+        let prefix = format!("{rel}/");
+        kept.iter().any(|k| k.starts_with(&prefix))
+    };
+    let mut plan = CleanPlan::default();
     for rel in extra {
-        if !topmost.iter().any(|t| rel.starts_with(&format!("{t}/"))) {
-            topmost.push(rel);
+        if holds_kept(rel) {
+            continue;
+        }
+        if !plan
+            .delete
+            .iter()
+            .any(|t| rel.starts_with(&format!("{t}/")))
+        {
+            plan.delete.push(rel);
         }
     }
-    topmost
+    plan.kept = kept;
+    plan
 }
 
 /// Deletes what the workspace has under the target that the source does not: the topmost
@@ -519,11 +549,26 @@ fn not_in_source<'a>(items: &[Item], objects: impl Iterator<Item = &'a str>) -> 
 async fn clean(
     ws: &Workspace,
     opts: &Options,
-    items: &[Item],
+    scan: &Scan,
     remote: &Remote,
     report: &mut Report,
 ) -> Result<(), TaskError> {
-    let topmost = not_in_source(items, remote.objects.keys().map(String::as_str));
+    let plan = not_in_source(
+        &scan.items,
+        &scan.skipped,
+        remote.objects.keys().map(String::as_str),
+    );
+    if !plan.kept.is_empty() {
+        out::group(&format!(
+            "Kept: {} item(s) not deployed but skipped in the source, so not deleted",
+            plan.kept.len()
+        ));
+        for rel in &plan.kept {
+            out::info(&format!("  {}", join(&opts.target, rel)));
+        }
+        out::end_group();
+    }
+    let topmost = plan.delete;
     if topmost.is_empty() {
         return Ok(());
     }
@@ -638,8 +683,44 @@ mod tests {
             manifest::FILE_NAME,
         ];
         assert_eq!(
-            not_in_source(&items, objects.into_iter()),
+            not_in_source(&items, &[], objects.into_iter()).delete,
             vec!["a/old", "archive2", "gone"]
+        );
+    }
+
+    #[test]
+    fn clean_never_deletes_what_the_scan_skipped() {
+        let items = [Item {
+            local: PathBuf::new(),
+            source_rel: "a/nb.py".into(),
+            target_rel: "a/nb".into(),
+            kind: ImportFormat::Source(databricks::Language::Python),
+            size: 0,
+            hash: String::new(),
+        }];
+        let skipped = |rel: &str| Skipped {
+            source_rel: rel.into(),
+            reason: "hidden",
+        };
+        let skipped = [skipped(".cfg"), skipped("docs/v1.2/notes.md")];
+        let objects = [
+            "a",
+            "a/nb",
+            ".cfg",
+            ".cfg/x",
+            "docs",
+            "docs/v1.2",
+            "docs/v1.2/notes",
+            "docs/v1.2/notes.md",
+            "docs/v1.2/old",
+            "docs/v1",
+            "gone",
+        ];
+        let plan = not_in_source(&items, &skipped, objects.into_iter());
+        assert_eq!(plan.delete, vec!["docs/v1", "docs/v1.2/old", "gone"]);
+        assert_eq!(
+            plan.kept,
+            vec![".cfg", ".cfg/x", "docs/v1.2/notes", "docs/v1.2/notes.md"]
         );
     }
 
