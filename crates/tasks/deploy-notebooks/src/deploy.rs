@@ -133,6 +133,8 @@ struct Remote {
     /// Objects under the target by relative path.
     objects: HashMap<String, ObjectInfo>,
     manifest: Option<Manifest>,
+    /// What the target is when it is not a folder (listing a notebook answers the notebook).
+    target_type: Option<ObjectType>,
 }
 
 async fn read_remote(ws: &Workspace, opts: &Options) -> Result<Remote, Error> {
@@ -149,6 +151,17 @@ async fn read_remote(ws: &Workspace, opts: &Options) -> Result<Remote, Error> {
         Err(e) if e.is_not_found() => (false, Vec::new()),
         Err(e) => return Err(e),
     };
+    let target_type = objects
+        .iter()
+        .find(|o| {
+            !o.object_type.is_container()
+                && o.path
+                    .strip_prefix("/Workspace")
+                    .filter(|p| p.starts_with('/'))
+                    .unwrap_or(&o.path)
+                    == opts.target
+        })
+        .map(|o| o.object_type.clone());
     let objects = objects
         .into_iter()
         .filter_map(|o| Some((relative(&opts.target, &o.path)?.to_owned(), o)))
@@ -171,6 +184,7 @@ async fn read_remote(ws: &Workspace, opts: &Options) -> Result<Remote, Error> {
         exists,
         objects,
         manifest,
+        target_type,
     })
 }
 
@@ -227,6 +241,54 @@ fn mkdirs_plan(needed: &BTreeSet<String>) -> HashMap<String, String> {
         .collect()
 }
 
+/// How an object that is not a folder reads in a message.
+fn a_kind(object_type: &ObjectType) -> String {
+    match object_type {
+        ObjectType::Notebook => "a notebook".into(),
+        ObjectType::File => "a file".into(),
+        ObjectType::Library => "a library".into(),
+        ObjectType::Dashboard => "a dashboard".into(),
+        ObjectType::Directory | ObjectType::Repo => "a folder".into(),
+        ObjectType::Other(t) => format!("an object of type {t}"),
+    }
+}
+
+/// The target itself is a notebook (or file): the workspace folder input names it.
+fn target_not_a_folder(target: &str, object_type: &ObjectType) -> TaskError {
+    TaskError::new(format!(
+        "input 'Workspace folder' (workspaceFolder): '{target}' is {} in the workspace, not a folder; nothing was uploaded. Give the folder to deploy into (e.g. {}-notebooks), or delete or rename that {} first",
+        a_kind(object_type),
+        target.trim_end_matches('/'),
+        a_kind(object_type).trim_start_matches("a ").trim_start_matches("an "),
+    ))
+}
+
+/// Why `mkdirs(leaf)` said "already exists": the first object on the way from the target
+/// (or above it) to `leaf` that is not a folder, named with what to do.
+async fn explain_mkdirs(ws: &Workspace, target: &str, leaf: &str, error: Error) -> String {
+    let mut path = String::new();
+    for segment in leaf.split('/').filter(|s| !s.is_empty()) {
+        path.push('/');
+        path.push_str(segment);
+        let Ok(Some(object)) = ws.get_status(&path).await else {
+            continue;
+        };
+        if object.object_type.is_container() {
+            continue;
+        }
+        let kind = a_kind(&object.object_type);
+        return match relative(target, &path) {
+            Some(rel) => format!(
+                "'{path}' is {kind} in the workspace, where the source has the folder '{rel}': delete or rename {kind} in the workspace, or rename the source folder"
+            ),
+            None => format!(
+                "input 'Workspace folder' (workspaceFolder): '{path}' is {kind} in the workspace, not a folder: choose another workspace folder, or delete or rename {kind}"
+            ),
+        };
+    }
+    format!("creating the folder {leaf} failed: {error}")
+}
+
 /// Shows progress every 5 %.
 struct Progress {
     total: usize,
@@ -267,12 +329,30 @@ pub async fn deploy(
             TaskError::new(format!("reading the workspace folder {}: {e}", opts.target))
         })?
     } else {
+        // Without a listing, one look at the target: a notebook there is named as such.
+        match ws.get_status(&opts.target).await {
+            Ok(Some(o)) if !o.object_type.is_container() => {
+                return Err(target_not_a_folder(&opts.target, &o.object_type))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let e = explain(conn, e);
+                return Err(TaskError::new(format!(
+                    "reading the workspace folder {}: {e}",
+                    opts.target
+                )));
+            }
+        }
         Remote {
             exists: false,
             objects: HashMap::new(),
             manifest: None,
+            target_type: None,
         }
     };
+    if let Some(object_type) = &remote.target_type {
+        return Err(target_not_a_folder(&opts.target, object_type));
+    }
 
     // Decide.
     let mut uploads: Vec<(&Item, Reason)> = Vec::new();
@@ -349,15 +429,19 @@ pub async fn deploy(
                     if let Some(cell) = cells.get(leaf) {
                         let created = cell
                             .get_or_init(|| async {
-                                ws.mkdirs(leaf).await.map_err(|e| e.to_string())
+                                match ws.mkdirs(leaf).await {
+                                    Ok(()) => Ok(()),
+                                    Err(e @ Error::AlreadyExists { .. }) => {
+                                        Err(explain_mkdirs(ws, target, leaf, e).await)
+                                    }
+                                    Err(e) => {
+                                        Err(format!("creating the folder {leaf} failed: {e}"))
+                                    }
+                                }
                             })
                             .await;
                         if let Err(e) = created {
-                            return (
-                                item,
-                                reason,
-                                Err(format!("creating the folder failed: {e}")),
-                            );
+                            return (item, reason, Err(e.clone()));
                         }
                     }
                 }

@@ -557,3 +557,48 @@ fn unreadable_entries_and_non_utf8_names_fail_before_any_upload() {
         "only the /Shared/ok run uploaded"
     );
 }
+
+#[test]
+fn a_notebook_where_a_folder_is_needed_is_named_as_such() {
+    let emu = emulator();
+    let mut job = job(&emu);
+    let src = source(&job, &[("a.py", "1"), ("etl/b.py", "2")]);
+    with_workspace(&emu.url(), TOKEN, |ws| async move {
+        let python = databricks::ImportFormat::Source(databricks::Language::Python);
+        ws.import("/Shared/nb", b"print(1)", python, true)
+            .await
+            .unwrap();
+        ws.mkdirs("/Shared/t").await.unwrap();
+        ws.import("/Shared/t/etl", b"print(2)", python, true)
+            .await
+            .unwrap();
+    });
+    // The workspace folder input names a notebook, with and without the incremental listing.
+    for incremental in ["true", "false"] {
+        let run = deploy(
+            &mut job,
+            &src,
+            "/Shared/nb",
+            &[("incremental", incremental)],
+        );
+        assert_eq!(run.result(), TaskResult::Failed, "{}", run.log());
+        let error = &run.errors()[0];
+        assert!(
+            error.contains("input 'Workspace folder' (workspaceFolder): '/Shared/nb' is a notebook in the workspace, not a folder")
+                && error.contains("delete or rename that notebook"),
+            "{error}"
+        );
+        assert!(!error.contains("already exists"), "{error}");
+    }
+    assert_eq!(emu.request_count("import"), 2, "nothing was uploaded");
+
+    // A notebook where the source has a folder.
+    let run = deploy(&mut job, &src, "/Shared/t", &[]);
+    assert_eq!(run.result(), TaskResult::Failed, "{}", run.log());
+    let error = &run.errors()[0];
+    assert!(
+        error.contains("etl/b.py: '/Shared/t/etl' is a notebook in the workspace, where the source has the folder 'etl'"),
+        "{error}"
+    );
+    assert!(!error.contains("already exists"), "{error}");
+}
