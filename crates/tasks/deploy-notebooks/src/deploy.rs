@@ -324,10 +324,23 @@ pub async fn deploy(
     };
     let needs_remote = opts.incremental || opts.clean;
     let remote = if needs_remote {
-        read_remote(ws, opts).await.map_err(|e| {
-            let e = explain(conn, e);
-            TaskError::new(format!("reading the workspace folder {}: {e}", opts.target))
-        })?
+        match read_remote(ws, opts).await {
+            Ok(remote) => remote,
+            Err(e) => {
+                // A service that refuses to list a notebook (instead of answering it) still
+                // gets the target named for what it is.
+                if let Ok(Some(o)) = ws.get_status(&opts.target).await {
+                    if !o.object_type.is_container() {
+                        return Err(target_not_a_folder(&opts.target, &o.object_type));
+                    }
+                }
+                let e = explain(conn, e);
+                return Err(TaskError::new(format!(
+                    "reading the workspace folder {}: {e}",
+                    opts.target
+                )));
+            }
+        }
     } else {
         // Without a listing, one look at the target: a notebook there is named as such.
         match ws.get_status(&opts.target).await {
