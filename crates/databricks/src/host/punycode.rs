@@ -1,7 +1,8 @@
 //! Punycode (RFC 3492) encoding of host names, only to tell users the ASCII form of an
 //! international host name: the release binaries accept ASCII hosts only (the workspace pins
 //! `idna_adapter` to its ASCII-only version for size), so this small encoder stands in for
-//! the full IDNA tables. It lowercases but does not apply the rest of UTS #46 mapping.
+//! the full IDNA tables. It lowercases ASCII and Latin-1 letters only (Unicode's case tables
+//! would add about 20 KiB to every binary) and applies no other UTS #46 mapping.
 
 const BASE: u32 = 36;
 const T_MIN: u32 = 1;
@@ -76,7 +77,17 @@ pub fn encode_label(label: &str) -> Option<String> {
     Some(out)
 }
 
-/// The ASCII form of a host name: each non-ASCII label lowercased and encoded as
+/// Lowercase for ASCII and the Latin-1 letters (`À`–`Þ` but `×`); other characters as given.
+fn lower(c: char) -> char {
+    match c {
+        'A'..='Z' | '\u{c0}'..='\u{de}' if c != '\u{d7}' => {
+            char::from_u32(u32::from(c) + 0x20).unwrap_or(c)
+        }
+        _ => c,
+    }
+}
+
+/// The ASCII form of a host name: each non-ASCII label lowercased ([`lower`]) and encoded as
 /// `xn--…`; the dots IDNA treats as separators (`。．｡`) become `.`.
 pub fn to_ascii_host(host: &str) -> Option<String> {
     let labels: Option<Vec<String>> = host
@@ -85,7 +96,8 @@ pub fn to_ascii_host(host: &str) -> Option<String> {
             if label.is_ascii() {
                 Some(label.to_ascii_lowercase())
             } else {
-                encode_label(&label.to_lowercase()).map(|p| format!("xn--{p}"))
+                encode_label(&label.chars().map(lower).collect::<String>())
+                    .map(|p| format!("xn--{p}"))
             }
         })
         .collect();
