@@ -2,6 +2,8 @@
 
 use crate::Error;
 
+mod punycode;
+
 /// Turns a workspace URL into `scheme://host[:port]`, or says why it cannot be one.
 ///
 /// - `https` is required; `http` is allowed only for loopback hosts (127.0.0.1, localhost,
@@ -27,6 +29,9 @@ pub fn normalize_host(input: &str) -> Result<String, Error> {
     } else {
         format!("https://{trimmed}")
     };
+    if let Some(reason) = non_ascii_host(&with_scheme) {
+        return Err(invalid(&reason));
+    }
     let url =
         url::Url::parse(&with_scheme).map_err(|e| invalid(&format!("it is not a URL ({e})")))?;
     let host = match url.host_str() {
@@ -57,6 +62,31 @@ pub fn normalize_host(input: &str) -> Result<String, Error> {
         Some(port) => format!("{}://{host}:{port}", url.scheme()),
         None => format!("{}://{host}", url.scheme()),
     })
+}
+
+/// Only ASCII host names are accepted (the release binaries carry no IDNA tables): for an
+/// international one, say so and give its punycode form to paste instead.
+fn non_ascii_host(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => (h, Some(p)),
+        _ => (host_port, None),
+    };
+    if host.is_ascii() {
+        return None;
+    }
+    let suggestion = match punycode::to_ascii_host(host) {
+        Some(ascii) => format!(
+            ": use its punycode form, {scheme}://{ascii}{}",
+            port.map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    Some(format!(
+        "the host name '{host}' is not ASCII, and only ASCII (punycode) host names are accepted{suggestion}"
+    ))
 }
 
 /// Drops any `user:password@` part before a URL goes into a message.
@@ -130,6 +160,15 @@ mod tests {
                 && !creds.contains("bob"),
             "{creds}"
         );
+        let idn = reason("https://bücher.example:8443/?o=1");
+        assert!(
+            idn.contains("only ASCII (punycode) host names are accepted")
+                && idn.contains("https://xn--bcher-kva.example:8443")
+                && !idn.contains("international domain name"),
+            "{idn}"
+        );
+        assert!(reason("Adb-1.Ü.azuredatabricks.net")
+            .contains("https://adb-1.xn--tda.azuredatabricks.net"));
         let display = normalize_host("http://x.example").unwrap_err().to_string();
         assert!(
             display.contains("http://x.example") && display.contains("https"),

@@ -214,4 +214,17 @@ fn input_mistakes_are_caught_before_any_request() {
         ],
     );
     assert_fails_with(&step, "is the Azure portal");
+    // An international host name: its ASCII form is given, not a parser's complaint.
+    let step = run(
+        &mut job,
+        &[
+            ("url", "https://dätä.example.com/?o=1"),
+            ("token", "dapi-x-token-000"),
+        ],
+    );
+    assert_fails_with(
+        &step,
+        "only ASCII (punycode) host names are accepted: use its punycode form, https://xn--dt-viab.example.com",
+    );
+    assert!(!step.errors()[0].contains("international domain name"));
 }

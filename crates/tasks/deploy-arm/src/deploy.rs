@@ -17,7 +17,7 @@ use crate::files;
 use crate::inputs::{Action, Inputs, Mode, ScopeKind, TemplateInput};
 use crate::naming;
 use crate::outputs;
-use crate::overrides::{self, ServicePrincipal};
+use crate::overrides::{self, ServicePrincipal, SpnAccess};
 use crate::whatif;
 use task_sdk::CancelSignal;
 
@@ -37,9 +37,13 @@ pub struct Prepared {
 async fn download(http: &HttpClient, url: &str, what: &'static str) -> Result<Value, TaskError> {
     const MAX_REDIRECTS: usize = 5;
     let shown = url.split('?').next().unwrap_or(url).to_owned();
+    let input = match what {
+        "template" => "input 'Template link' (csmFileLink)",
+        _ => "input 'Template parameters link' (csmParametersFileLink)",
+    };
     let failed = |detail: String| {
         TaskError::new(format!(
-            "cannot download the {what} from '{shown}': {detail}"
+            "{input}: cannot download the {what} from '{shown}' ({detail}): check the link, that the agent can reach it, and that its SAS token (if any) is valid and not expired"
         ))
     };
     let mut current = url::Url::parse(url).map_err(|e| failed(e.to_string()))?;
@@ -76,9 +80,7 @@ async fn download(http: &HttpClient, url: &str, what: &'static str) -> Result<Va
     };
     let status = response.status();
     if !status.is_success() {
-        return Err(failed(format!(
-            "HTTP {status}; check the URL and its SAS token"
-        )));
+        return Err(failed(format!("HTTP {status}")));
     }
     Ok(files::parse_json_text(
         response.bytes(),
@@ -123,9 +125,9 @@ pub async fn prepare(
         _ => DeploymentMode::Incremental,
     };
     let spn = if inputs.add_spn_to_environment {
-        service_principal(conn)
+        SpnAccess::On(service_principal(conn))
     } else {
-        None
+        SpnAccess::Off
     };
     let mut overridden = Vec::new();
     let mut apply =
@@ -156,7 +158,11 @@ pub async fn prepare(
                 let ppath = files::find_single_file(&inputs.root, pattern, "parameters file")?;
                 out::info(&format!("Parameters file: {}", ppath.display()));
                 let file = files::read_json_file(&ppath, "parameters file")?;
-                params = overrides::sanitize_parameters(&files::parameters_object(&file, &ppath)?);
+                params = overrides::sanitize_parameters(&files::parameters_object(
+                    &file,
+                    &ppath,
+                    "input 'Template parameters' (csmParametersFile)",
+                )?);
             }
             apply(&template_json, &mut params)?;
             (
@@ -191,7 +197,8 @@ pub async fn prepare(
                     let file = download(http, p, "parameters file").await?;
                     params = overrides::sanitize_parameters(&files::parameters_object(
                         &file,
-                        Path::new("parameters link"),
+                        Path::new(p.split('?').next().unwrap_or(p)),
+                        "input 'Template parameters link' (csmParametersFileLink)",
                     )?);
                 }
                 apply(&template_json, &mut params)?;
@@ -357,6 +364,9 @@ fn arm_failure(context: &str, error: ArmError) -> TaskError {
     let mut message = format!("{context}: {error}");
     if let Some(tree) = error.tree() {
         append_policy_hint(&mut message, tree);
+    }
+    if error.code() == Some("InvalidContentLink") {
+        message.push_str("\nAzure Resource Manager could not download the link named above: check the input 'Template link' (csmFileLink) or 'Template parameters link' (csmParametersFileLink). ARM fetches it itself, so it must be reachable from Azure (not only from the agent: no private network or localhost address), and a storage link needs a valid SAS token.");
     }
     TaskError::new(message)
 }

@@ -5,17 +5,18 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-/// Why a template or parameters file cannot be used.
+/// Why a template or parameters file cannot be used. The errors about finding and reading
+/// the file name the input it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum FileError {
-    #[error("no file matches the {what} pattern '{pattern}'{searched}")]
+    #[error("{}: no file matches the {what} pattern '{pattern}'{searched}: check the path (a relative one starts at $(System.DefaultWorkingDirectory)) and that the artifact was downloaded or the repository checked out", input_of(what))]
     NoMatch {
         what: &'static str,
         pattern: String,
         searched: String,
     },
     #[error(
-        "the {what} pattern '{pattern}' matches {count} files, it must match exactly one: {listed}"
+        "{}: the {what} pattern '{pattern}' matches {count} files, it must match exactly one: {listed}", input_of(what)
     )]
     SeveralMatches {
         what: &'static str,
@@ -23,13 +24,21 @@ pub enum FileError {
         count: usize,
         listed: String,
     },
-    #[error("the {what} pattern '{pattern}' matches the directory '{}', not a file", path.display())]
+    #[error("{}: the {what} pattern '{pattern}' matches the folder '{}', not a file: give the path of the {what} itself{holds}", input_of(what), path.display())]
     Directory {
         what: &'static str,
         pattern: String,
         path: PathBuf,
+        /// `; the folder holds a.json, b.json`, or empty.
+        holds: String,
     },
-    #[error("cannot read the {what} '{}': {source}", path.display())]
+    #[error("{}: the {what} pattern '{pattern}' matches '{}', which is not a regular file (a named pipe, socket or device): give the path of the {what} itself", input_of(what), path.display())]
+    NotAFile {
+        what: &'static str,
+        pattern: String,
+        path: PathBuf,
+    },
+    #[error("{}: cannot read the {what} '{}' ({source}): make it readable by the agent's user", input_of(what), path.display())]
     Read {
         what: &'static str,
         path: PathBuf,
@@ -47,6 +56,51 @@ pub enum FileError {
         path: PathBuf,
         problem: String,
     },
+    #[error("{input}: in the parameters file '{}', {} no {{\"value\": …}} wrapper, so ARM would not get {} and would say {} not provided. Write each entry as \"{}\": {{\"value\": …}}, or as \"{}\": {{\"reference\": {{\"keyVault\": {{\"id\": \"…\"}}, \"secretName\": \"…\"}}}} for a Key Vault secret",
+        path.display(),
+        if names.len() == 1 { format!("the entry '{}' has", names[0]) } else { format!("the entries {} have", names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")) },
+        if names.len() == 1 { "it" } else { "them" },
+        if names.len() == 1 { "it is" } else { "they are" },
+        names[0], names[0])]
+    Unwrapped {
+        input: &'static str,
+        path: PathBuf,
+        names: Vec<String>,
+    },
+}
+
+/// The input a file of this kind comes from, as messages name it.
+fn input_of(what: &str) -> &'static str {
+    match what {
+        "parameters file" => "input 'Template parameters' (csmParametersFile)",
+        _ => "input 'Template' (csmFile)",
+    }
+}
+
+/// `; the folder holds a.json, b.json` (its JSON files, up to 5), for a folder given as a file.
+fn json_files_in(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.to_ascii_lowercase().ends_with(".json"))
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return String::new();
+    }
+    let more = names.len().saturating_sub(5);
+    names.truncate(5);
+    format!(
+        "; the folder holds {}{}",
+        names.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )
 }
 
 fn is_wildcard(segment: &str) -> bool {
@@ -200,6 +254,13 @@ pub fn find_single_file(
             },
         }),
         [one] if one.is_dir() => Err(FileError::Directory {
+            what,
+            pattern: pattern.to_owned(),
+            path: one.clone(),
+            holds: json_files_in(one),
+        }),
+        // Reading a named pipe would wait for a writer forever.
+        [one] if !one.is_file() => Err(FileError::NotAFile {
             what,
             pattern: pattern.to_owned(),
             path: one.clone(),
@@ -378,17 +439,36 @@ pub fn parse_json_text(bytes: &[u8], path: &Path, what: &'static str) -> Result<
 }
 
 /// The `parameters` object of a parameters file (deploymentParameters schema); anything else
-/// in the file is ignored.
-pub fn parameters_object(file: &Value, path: &Path) -> Result<Map<String, Value>, FileError> {
-    match file.get("parameters") {
-        Some(Value::Object(m)) => Ok(m.clone()),
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(_) => Err(FileError::Json {
+/// in the file is ignored. Every entry must hold a `value` or a `reference`: the Microsoft task
+/// drops one that does not, and ARM then says the parameter is not provided. `input` names
+/// where the file came from.
+pub fn parameters_object(
+    file: &Value,
+    path: &Path,
+    input: &'static str,
+) -> Result<Map<String, Value>, FileError> {
+    let parameters = match file.get("parameters") {
+        Some(Value::Object(m)) => m.clone(),
+        None | Some(Value::Null) => Map::new(),
+        Some(_) => return Err(FileError::Json {
             what: "parameters file",
             path: path.to_path_buf(),
             problem: "its \"parameters\" is not an object (expected {\"parameters\": {\"name\": {\"value\": …}}})".into(),
         }),
+    };
+    let unwrapped: Vec<String> = parameters
+        .iter()
+        .filter(|(_, entry)| entry.get("value").is_none() && entry.get("reference").is_none())
+        .map(|(name, _)| name.clone())
+        .collect();
+    if !unwrapped.is_empty() {
+        return Err(FileError::Unwrapped {
+            input,
+            path: path.to_path_buf(),
+            names: unwrapped,
+        });
     }
+    Ok(parameters)
 }
 
 #[cfg(test)]
@@ -454,13 +534,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("no file matches the template pattern 'nothing/*.json' under"),
+            e.starts_with("input 'Template' (csmFile): no file matches the template pattern 'nothing/*.json' under"),
             "{e}"
         );
-        let e = find_single_file(root, "adf", "template")
+        let e = find_single_file(root, "adf", "parameters file")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("directory"), "{e}");
+        assert!(
+            e.starts_with("input 'Template parameters' (csmParametersFile): the parameters file pattern 'adf' matches the folder")
+                && e.ends_with("; the folder holds ARMTemplateForFactory.json, ARMTemplateParametersForFactory.json"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -515,11 +599,22 @@ mod tests {
     fn parameters_object_only() {
         let file =
             json!({"$schema": "x", "contentVersion": "1.0.0.0", "parameters": {"a": {"value": 1}}});
-        let p = parameters_object(&file, Path::new("p.json")).unwrap();
+        let read = |v: &Value| parameters_object(v, Path::new("p.json"), "input 'X' (x)");
+        let p = read(&file).unwrap();
         assert_eq!(Value::Object(p), json!({"a": {"value": 1}}));
-        assert!(parameters_object(&json!({}), Path::new("p.json"))
-            .unwrap()
-            .is_empty());
-        assert!(parameters_object(&json!({"parameters": []}), Path::new("p.json")).is_err());
+        assert!(read(&json!({})).unwrap().is_empty());
+        assert!(read(&json!({"parameters": []})).is_err());
+        // An entry without its wrapper is named, with the wrapper to write.
+        let e = read(
+            &json!({"parameters": {"a": {"value": 1}, "name": "st1", "tier": {"metadata": {}}}}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("input 'X' (x): in the parameters file 'p.json', the entries 'name', 'tier' have no {\"value\": …} wrapper")
+                && e.contains("\"name\": {\"value\": …}")
+                && e.contains("\"reference\": {\"keyVault\""),
+            "{e}"
+        );
     }
 }

@@ -39,6 +39,12 @@ pub enum OverrideError {
     EmptyName { position: usize },
     #[error("overrideParameters: the template declares no parameter '{name}'{hint}")]
     UnknownParameter { name: String, hint: String },
+    #[error("overrideParameters: parameter '{name}' is set to {placeholder}, which would be sent as that text: {fix}")]
+    Placeholder {
+        name: String,
+        placeholder: String,
+        fix: String,
+    },
     #[error("overrideParameters: parameter '{name}' is of type '{declared}' in the template, but {problem}")]
     TypeMismatch {
         name: String,
@@ -62,6 +68,44 @@ pub struct Applied {
 pub struct ServicePrincipal<'a> {
     pub id: &'a str,
     pub key: Option<&'a str>,
+}
+
+/// What `$servicePrincipalId` / `$servicePrincipalKey` may stand for. Where the Microsoft task
+/// sends the placeholder as text (the option off, or nothing to put there), ours fails.
+#[derive(Debug, Clone, Copy)]
+pub enum SpnAccess<'a> {
+    /// `addSpnToEnvironment` is off.
+    Off,
+    /// On, with the connection's service principal; `None` for a managed identity.
+    On(Option<ServicePrincipal<'a>>),
+}
+
+const ID_PLACEHOLDER: &str = "$servicePrincipalId";
+const KEY_PLACEHOLDER: &str = "$servicePrincipalKey";
+
+/// The value a placeholder stands for, or why it cannot be given.
+fn placeholder(
+    name: &str,
+    value: &str,
+    spn: SpnAccess<'_>,
+) -> Result<Option<String>, OverrideError> {
+    if value != ID_PLACEHOLDER && value != KEY_PLACEHOLDER {
+        return Ok(None);
+    }
+    let fail = |fix: &str| {
+        Err(OverrideError::Placeholder {
+            name: name.to_owned(),
+            placeholder: value.to_owned(),
+            fix: fix.to_owned(),
+        })
+    };
+    match spn {
+        SpnAccess::Off => fail("turn on the input 'Access service principal details in override parameters' (addSpnToEnvironment: true)"),
+        SpnAccess::On(None) => fail("the service connection uses a managed identity, which has no service principal id or key: pass the value another way (a secret variable, or a Key Vault reference in the parameters file)"),
+        SpnAccess::On(Some(spn)) if value == ID_PLACEHOLDER => Ok(Some(spn.id.to_owned())),
+        SpnAccess::On(Some(ServicePrincipal { key: Some(key), .. })) => Ok(Some(key.to_owned())),
+        SpnAccess::On(Some(_)) => fail("the service connection authenticates without a secret (a certificate or workload identity federation), so there is no key to give: pass the value another way (a secret variable, or a Key Vault reference in the parameters file)"),
+    }
 }
 
 struct Token {
@@ -421,7 +465,8 @@ fn json_kind(v: &Value) -> &'static str {
 }
 
 /// Keeps only `value` or `reference` of each entry of a parameters file's `parameters`
-/// object, as the Microsoft task does (Key Vault references pass through).
+/// object, as the Microsoft task does (Key Vault references pass through). Entries with
+/// neither are refused earlier ([`crate::files::parameters_object`]).
 pub fn sanitize_parameters(parameters: &Map<String, Value>) -> Map<String, Value> {
     let mut out = Map::new();
     for (name, entry) in parameters {
@@ -440,7 +485,7 @@ pub fn apply(
     input: &str,
     template: &Value,
     parameters: &mut Map<String, Value>,
-    spn: Option<ServicePrincipal<'_>>,
+    spn: SpnAccess<'_>,
 ) -> Result<Applied, OverrideError> {
     let mut applied = Applied::default();
     // A stray token after a secure parameter is most likely part of its value (an unquoted
@@ -464,16 +509,7 @@ pub fn apply(
     for raw in parsed {
         let declared =
             declared_type(template, &raw.name).ok_or_else(|| unknown(template, &raw.name))?;
-        let mut value = raw.value;
-        if let Some(spn) = spn {
-            if value == "$servicePrincipalId" {
-                value = spn.id.to_owned();
-            } else if value == "$servicePrincipalKey" {
-                if let Some(key) = spn.key {
-                    value = key.to_owned();
-                }
-            }
-        }
+        let value = placeholder(&raw.name, &raw.value, spn)?.unwrap_or(raw.value);
         let typed = typed(&raw.name, &declared, &value)?;
         if applied.names.contains(&raw.name) {
             applied.warnings.push(format!(
@@ -507,7 +543,7 @@ mod tests {
 
     fn run(input: &str) -> Result<Map<String, Value>, OverrideError> {
         let mut params = Map::new();
-        apply(input, &template(), &mut params, None)?;
+        apply(input, &template(), &mut params, SpnAccess::Off)?;
         Ok(params
             .into_iter()
             .map(|(k, v)| (k, v["value"].clone()))
@@ -581,7 +617,7 @@ mod tests {
             r#"-data-ingestion-pipeline_properties_variables_data_file_name_defaultValue "driver_prediction_train.csv""#,
             &t,
             &mut params,
-            None,
+            SpnAccess::Off,
         )
         .unwrap();
         assert_eq!(
@@ -719,7 +755,7 @@ mod tests {
         let mut params = sanitize_parameters(file.as_object().unwrap());
         assert_eq!(params["s"], json!({"value": "from-file"}));
         assert!(!params.contains_key("junk"));
-        let applied = apply("-i 3 -s a -s b", &template(), &mut params, None).unwrap();
+        let applied = apply("-i 3 -s a -s b", &template(), &mut params, SpnAccess::Off).unwrap();
         assert_eq!(params["i"], json!({"value": 3}));
         assert_eq!(params["s"], json!({"value": "b"}));
         assert_eq!(params["p"]["reference"]["secretName"], json!("pw"));
@@ -738,14 +774,32 @@ mod tests {
             "-s $servicePrincipalId -p $servicePrincipalKey",
             &template(),
             &mut params,
-            Some(spn),
+            SpnAccess::On(Some(spn)),
         )
         .unwrap();
         assert_eq!(params["s"], json!({"value": "app-id"}));
         assert_eq!(params["p"], json!({"value": "app-key"}));
-        let mut params = Map::new();
-        apply("-s $servicePrincipalId", &template(), &mut params, None).unwrap();
-        assert_eq!(params["s"], json!({"value": "$servicePrincipalId"}));
+        // Never sent as text: the option off, a managed identity, no secret.
+        let fails = |input: &str, spn: SpnAccess<'_>| {
+            apply(input, &template(), &mut Map::new(), spn)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = fails("-s $servicePrincipalId", SpnAccess::Off);
+        assert!(
+            e.contains("parameter 's' is set to $servicePrincipalId")
+                && e.contains("(addSpnToEnvironment: true)"),
+            "{e}"
+        );
+        assert!(fails("-p $servicePrincipalKey", SpnAccess::On(None)).contains("managed identity"));
+        let no_key = ServicePrincipal {
+            id: "app-id",
+            key: None,
+        };
+        assert!(
+            fails("-p $servicePrincipalKey", SpnAccess::On(Some(no_key)))
+                .contains("no key to give")
+        );
     }
 
     #[test]

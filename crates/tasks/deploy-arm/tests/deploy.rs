@@ -944,3 +944,154 @@ fn template_links_follow_redirects_but_never_to_plain_http() {
     secrets.extend(["RedirectedSignature".into(), "RealSignature".into()]);
     out.assert_no_secret(&secrets);
 }
+
+/// Template and parameters files, links and overrides that cannot be used are named by their
+/// input, with what to write or check, and nothing is deployed.
+#[test]
+fn unusable_files_links_and_placeholders_name_the_input() {
+    let env = Env::new(Scheme::ServicePrincipal);
+    env.write("template.json", storage_template(None).to_string());
+    env.write("infra/a.json", "{}");
+    let fails = |inputs: &[(&str, &str)], expected: &[&str]| {
+        let out = env.run(BIN, &rg_inputs(inputs));
+        assert!(out.failed(), "{inputs:?}: {}", out.dump());
+        let f = out.failure();
+        for e in expected {
+            assert!(f.contains(e), "{inputs:?}: expected '{e}' in: {f}");
+        }
+        check_clean(&env, &out);
+    };
+
+    // A parameters entry without its {"value": …} wrapper (the Microsoft task drops it).
+    env.write(
+        "params.json",
+        json!({"parameters": {"name": "stplain", "tier": {"value": "Cool"}}}).to_string(),
+    );
+    fails(
+        &[("csmParametersFile", "params.json")],
+        &[
+            "input 'Template parameters' (csmParametersFile): in the parameters file '",
+            "params.json', the entry 'name' has no {\"value\": …} wrapper",
+            "\"name\": {\"value\": …}",
+            "\"reference\": {\"keyVault\"",
+        ],
+    );
+
+    // Service principal placeholders without addSpnToEnvironment are not sent as text.
+    fails(
+        &[("overrideParameters", "-name $servicePrincipalKey")],
+        &[
+            "parameter 'name' is set to $servicePrincipalKey",
+            "(addSpnToEnvironment: true)",
+        ],
+    );
+
+    // Patterns that find nothing, a folder, or something that is not a file.
+    fails(
+        &[("csmFile", "missing/*.json")],
+        &[
+            "input 'Template' (csmFile): no file matches the template pattern 'missing/*.json'",
+            "artifact was downloaded",
+        ],
+    );
+    fails(
+        &[("csmParametersFile", "nothing.json")],
+        &["input 'Template parameters' (csmParametersFile): no file matches"],
+    );
+    fails(
+        &[("csmFile", "infra")],
+        &[
+            "input 'Template' (csmFile): the template pattern 'infra' matches the folder",
+            "the folder holds a.json",
+        ],
+    );
+    #[cfg(unix)]
+    {
+        let _socket = std::os::unix::net::UnixListener::bind(env.root().join("sock.json")).unwrap();
+        fails(
+            &[("csmFile", "sock.json")],
+            &["input 'Template' (csmFile)", "is not a regular file"],
+        );
+    }
+    // A file that cannot be read, also by root: /proc/self/mem at offset 0 gives EIO.
+    #[cfg(target_os = "linux")]
+    {
+        std::os::unix::fs::symlink("/proc/self/mem", env.root().join("mem.json")).unwrap();
+        fails(
+            &[("csmFile", "mem.json")],
+            &[
+                "input 'Template' (csmFile): cannot read the template",
+                "make it readable",
+            ],
+        );
+    }
+
+    // Links: one the agent cannot download (overrides need its content), one ARM cannot.
+    let link_inputs = |link: &'static str, overrides: &'static str| {
+        vec![
+            ("ConnectedServiceName", CONNECTION),
+            ("resourceGroupName", RG),
+            ("location", "westeurope"),
+            ("templateLocation", "URL of the file"),
+            ("csmFileLink", link),
+            ("overrideParameters", overrides),
+        ]
+    };
+    let out = env.run(
+        BIN,
+        &link_inputs(
+            "http://127.0.0.1:9/template.json?sig=SasSecret",
+            "-name st1",
+        ),
+    );
+    assert!(out.failed(), "{}", out.dump());
+    assert!(
+        out.failure().contains(
+            "input 'Template link' (csmFileLink): cannot download the template from 'http://127.0.0.1:9/template.json'"
+        ) && !out.failure().contains("SasSecret"),
+        "{}",
+        out.failure()
+    );
+    let out = env.run(
+        BIN,
+        &link_inputs("https://private.example/template.json", ""),
+    );
+    assert!(out.failed(), "{}", out.dump());
+    assert!(
+        out.failure().contains("InvalidContentLink")
+            && out
+                .failure()
+                .contains("check the input 'Template link' (csmFileLink)")
+            && out.failure().contains("reachable from Azure"),
+        "{}",
+        out.failure()
+    );
+    assert!(
+        env.emulator.state()["deployments"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing was deployed"
+    );
+}
+
+#[test]
+fn service_principal_placeholders_with_add_spn_to_environment() {
+    let env = Env::new(Scheme::ServicePrincipal);
+    env.write("template.json", typed_template().to_string());
+    let out = env.run(
+        BIN,
+        &rg_inputs(&[
+            ("overrideParameters", "-s $servicePrincipalId"),
+            ("addSpnToEnvironment", "true"),
+            ("deploymentOutputs", "o"),
+            ("useWithoutJSON", "true"),
+        ]),
+    );
+    assert!(out.succeeded(), "{}", out.dump());
+    assert_eq!(
+        out.variable("o.s.value").unwrap().0,
+        env.emulator.options().client_id
+    );
+    check_clean(&env, &out);
+}

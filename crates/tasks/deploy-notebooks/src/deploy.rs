@@ -133,6 +133,8 @@ struct Remote {
     /// Objects under the target by relative path.
     objects: HashMap<String, ObjectInfo>,
     manifest: Option<Manifest>,
+    /// What the target is when it is not a folder (listing a notebook answers the notebook).
+    target_type: Option<ObjectType>,
 }
 
 async fn read_remote(ws: &Workspace, opts: &Options) -> Result<Remote, Error> {
@@ -149,6 +151,17 @@ async fn read_remote(ws: &Workspace, opts: &Options) -> Result<Remote, Error> {
         Err(e) if e.is_not_found() => (false, Vec::new()),
         Err(e) => return Err(e),
     };
+    let target_type = objects
+        .iter()
+        .find(|o| {
+            !o.object_type.is_container()
+                && o.path
+                    .strip_prefix("/Workspace")
+                    .filter(|p| p.starts_with('/'))
+                    .unwrap_or(&o.path)
+                    == opts.target
+        })
+        .map(|o| o.object_type.clone());
     let objects = objects
         .into_iter()
         .filter_map(|o| Some((relative(&opts.target, &o.path)?.to_owned(), o)))
@@ -171,6 +184,7 @@ async fn read_remote(ws: &Workspace, opts: &Options) -> Result<Remote, Error> {
         exists,
         objects,
         manifest,
+        target_type,
     })
 }
 
@@ -227,6 +241,54 @@ fn mkdirs_plan(needed: &BTreeSet<String>) -> HashMap<String, String> {
         .collect()
 }
 
+/// How an object that is not a folder reads in a message.
+fn a_kind(object_type: &ObjectType) -> String {
+    match object_type {
+        ObjectType::Notebook => "a notebook".into(),
+        ObjectType::File => "a file".into(),
+        ObjectType::Library => "a library".into(),
+        ObjectType::Dashboard => "a dashboard".into(),
+        ObjectType::Directory | ObjectType::Repo => "a folder".into(),
+        ObjectType::Other(t) => format!("an object of type {t}"),
+    }
+}
+
+/// The target itself is a notebook (or file): the workspace folder input names it.
+fn target_not_a_folder(target: &str, object_type: &ObjectType) -> TaskError {
+    TaskError::new(format!(
+        "input 'Workspace folder' (workspaceFolder): '{target}' is {} in the workspace, not a folder; nothing was uploaded. Give the folder to deploy into (e.g. {}-notebooks), or delete or rename that {} first",
+        a_kind(object_type),
+        target.trim_end_matches('/'),
+        a_kind(object_type).trim_start_matches("a ").trim_start_matches("an "),
+    ))
+}
+
+/// Why `mkdirs(leaf)` said "already exists": the first object on the way from the target
+/// (or above it) to `leaf` that is not a folder, named with what to do.
+async fn explain_mkdirs(ws: &Workspace, target: &str, leaf: &str, error: Error) -> String {
+    let mut path = String::new();
+    for segment in leaf.split('/').filter(|s| !s.is_empty()) {
+        path.push('/');
+        path.push_str(segment);
+        let Ok(Some(object)) = ws.get_status(&path).await else {
+            continue;
+        };
+        if object.object_type.is_container() {
+            continue;
+        }
+        let kind = a_kind(&object.object_type);
+        return match relative(target, &path) {
+            Some(rel) => format!(
+                "'{path}' is {kind} in the workspace, where the source has the folder '{rel}': delete or rename {kind} in the workspace, or rename the source folder"
+            ),
+            None => format!(
+                "input 'Workspace folder' (workspaceFolder): '{path}' is {kind} in the workspace, not a folder: choose another workspace folder, or delete or rename {kind}"
+            ),
+        };
+    }
+    format!("creating the folder {leaf} failed: {error}")
+}
+
 /// Shows progress every 5 %.
 struct Progress {
     total: usize,
@@ -257,22 +319,53 @@ pub async fn deploy(
 ) -> Result<Report, TaskError> {
     let started = Instant::now();
     let mut report = Report {
-        skipped: scan.skipped,
+        skipped: scan.skipped.clone(),
         ..Report::default()
     };
     let needs_remote = opts.incremental || opts.clean;
     let remote = if needs_remote {
-        read_remote(ws, opts).await.map_err(|e| {
-            let e = explain(conn, e);
-            TaskError::new(format!("reading the workspace folder {}: {e}", opts.target))
-        })?
+        match read_remote(ws, opts).await {
+            Ok(remote) => remote,
+            Err(e) => {
+                // A service that refuses to list a notebook (instead of answering it) still
+                // gets the target named for what it is.
+                if let Ok(Some(o)) = ws.get_status(&opts.target).await {
+                    if !o.object_type.is_container() {
+                        return Err(target_not_a_folder(&opts.target, &o.object_type));
+                    }
+                }
+                let e = explain(conn, e);
+                return Err(TaskError::new(format!(
+                    "reading the workspace folder {}: {e}",
+                    opts.target
+                )));
+            }
+        }
     } else {
+        // Without a listing, one look at the target: a notebook there is named as such.
+        match ws.get_status(&opts.target).await {
+            Ok(Some(o)) if !o.object_type.is_container() => {
+                return Err(target_not_a_folder(&opts.target, &o.object_type))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let e = explain(conn, e);
+                return Err(TaskError::new(format!(
+                    "reading the workspace folder {}: {e}",
+                    opts.target
+                )));
+            }
+        }
         Remote {
             exists: false,
             objects: HashMap::new(),
             manifest: None,
+            target_type: None,
         }
     };
+    if let Some(object_type) = &remote.target_type {
+        return Err(target_not_a_folder(&opts.target, object_type));
+    }
 
     // Decide.
     let mut uploads: Vec<(&Item, Reason)> = Vec::new();
@@ -349,15 +442,19 @@ pub async fn deploy(
                     if let Some(cell) = cells.get(leaf) {
                         let created = cell
                             .get_or_init(|| async {
-                                ws.mkdirs(leaf).await.map_err(|e| e.to_string())
+                                match ws.mkdirs(leaf).await {
+                                    Ok(()) => Ok(()),
+                                    Err(e @ Error::AlreadyExists { .. }) => {
+                                        Err(explain_mkdirs(ws, target, leaf, e).await)
+                                    }
+                                    Err(e) => {
+                                        Err(format!("creating the folder {leaf} failed: {e}"))
+                                    }
+                                }
                             })
                             .await;
                         if let Err(e) = created {
-                            return (
-                                item,
-                                reason,
-                                Err(format!("creating the folder failed: {e}")),
-                            );
+                            return (item, reason, Err(e.clone()));
                         }
                     }
                 }
@@ -472,7 +569,7 @@ pub async fn deploy(
     // Clean, only when everything else worked.
     if opts.clean {
         if report.failed.is_empty() {
-            clean(ws, opts, &scan.items, &remote, &mut report).await?;
+            clean(ws, opts, &scan, &remote, &mut report).await?;
         } else {
             report.clean_skipped = Some("some uploads failed".into());
             out::warning("clean skipped: some uploads failed, so nothing was deleted");
@@ -482,10 +579,24 @@ pub async fn deploy(
     Ok(report)
 }
 
-/// The workspace objects (relative paths) that the source does not have: the topmost such
-/// object of each branch (a folder goes with its content). What a `.dbc` archive imported
-/// (a folder of notebooks) counts as in the source.
-fn not_in_source<'a>(items: &[Item], objects: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+/// What clean does with the workspace objects (relative paths) that the source does not have.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct CleanPlan<'a> {
+    /// The topmost such object of each branch (a folder goes with its content).
+    delete: Vec<&'a str>,
+    /// Objects the scan skipped in the source (hidden, not a notebook, ...): never deleted,
+    /// since the source may well have them.
+    kept: Vec<&'a str>,
+}
+
+/// Sorts out what clean deletes. What a `.dbc` archive imported (a folder of notebooks)
+/// counts as in the source; so does anything a skipped source entry may have become, and the
+/// folders above it.
+fn not_in_source<'a>(
+    items: &[Item],
+    skipped: &[Skipped],
+    objects: impl Iterator<Item = &'a str>,
+) -> CleanPlan<'a> {
     let mut keep: BTreeSet<&str> = BTreeSet::new();
     keep.insert(manifest::FILE_NAME);
     for item in items {
@@ -505,13 +616,29 @@ fn not_in_source<'a>(items: &[Item], objects: impl Iterator<Item = &'a str>) -> 
         .filter(|rel| !keep.contains(rel) && !archives.iter().any(|a| rel.starts_with(a)))
         .collect();
     extra.sort_unstable();
-    let mut topmost: Vec<&str> = Vec::new();
+    let (kept, extra): (Vec<&str>, Vec<&str>) = extra
+        .into_iter()
+        .partition(|rel| skipped.iter().any(|s| s.protects(rel)));
+    // A folder above something kept stays too.
+    let holds_kept = |rel: &str| {
+        let prefix = format!("{rel}/");
+        kept.iter().any(|k| k.starts_with(&prefix))
+    };
+    let mut plan = CleanPlan::default();
     for rel in extra {
-        if !topmost.iter().any(|t| rel.starts_with(&format!("{t}/"))) {
-            topmost.push(rel);
+        if holds_kept(rel) {
+            continue;
+        }
+        if !plan
+            .delete
+            .iter()
+            .any(|t| rel.starts_with(&format!("{t}/")))
+        {
+            plan.delete.push(rel);
         }
     }
-    topmost
+    plan.kept = kept;
+    plan
 }
 
 /// Deletes what the workspace has under the target that the source does not: the topmost
@@ -519,11 +646,26 @@ fn not_in_source<'a>(items: &[Item], objects: impl Iterator<Item = &'a str>) -> 
 async fn clean(
     ws: &Workspace,
     opts: &Options,
-    items: &[Item],
+    scan: &Scan,
     remote: &Remote,
     report: &mut Report,
 ) -> Result<(), TaskError> {
-    let topmost = not_in_source(items, remote.objects.keys().map(String::as_str));
+    let plan = not_in_source(
+        &scan.items,
+        &scan.skipped,
+        remote.objects.keys().map(String::as_str),
+    );
+    if !plan.kept.is_empty() {
+        out::group(&format!(
+            "Kept: {} item(s) not deployed but skipped in the source, so not deleted",
+            plan.kept.len()
+        ));
+        for rel in &plan.kept {
+            out::info(&format!("  {}", join(&opts.target, rel)));
+        }
+        out::end_group();
+    }
+    let topmost = plan.delete;
     if topmost.is_empty() {
         return Ok(());
     }
@@ -638,8 +780,44 @@ mod tests {
             manifest::FILE_NAME,
         ];
         assert_eq!(
-            not_in_source(&items, objects.into_iter()),
+            not_in_source(&items, &[], objects.into_iter()).delete,
             vec!["a/old", "archive2", "gone"]
+        );
+    }
+
+    #[test]
+    fn clean_never_deletes_what_the_scan_skipped() {
+        let items = [Item {
+            local: PathBuf::new(),
+            source_rel: "a/nb.py".into(),
+            target_rel: "a/nb".into(),
+            kind: ImportFormat::Source(databricks::Language::Python),
+            size: 0,
+            hash: String::new(),
+        }];
+        let skipped = |rel: &str| Skipped {
+            source_rel: rel.into(),
+            reason: "hidden",
+        };
+        let skipped = [skipped(".cfg"), skipped("docs/v1.2/notes.md")];
+        let objects = [
+            "a",
+            "a/nb",
+            ".cfg",
+            ".cfg/x",
+            "docs",
+            "docs/v1.2",
+            "docs/v1.2/notes",
+            "docs/v1.2/notes.md",
+            "docs/v1.2/old",
+            "docs/v1",
+            "gone",
+        ];
+        let plan = not_in_source(&items, &skipped, objects.into_iter());
+        assert_eq!(plan.delete, vec!["docs/v1", "docs/v1.2/old", "gone"]);
+        assert_eq!(
+            plan.kept,
+            vec![".cfg", ".cfg/x", "docs/v1.2/notes", "docs/v1.2/notes.md"]
         );
     }
 

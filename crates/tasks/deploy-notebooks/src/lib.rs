@@ -68,6 +68,12 @@ pub async fn run(ctx: TaskContext) -> Result<(), TaskError> {
             ""
         },
     ));
+    for (link, target) in &scanned.followed_links {
+        out::info(&format!(
+            "Following the link {link} to the folder {}",
+            target.display()
+        ));
+    }
     if !scanned.skipped.is_empty() {
         out::group(&format!(
             "Skipped: {} file(s) not deployed",

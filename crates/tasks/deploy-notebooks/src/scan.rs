@@ -85,11 +85,34 @@ pub struct Item {
     pub hash: String,
 }
 
-/// A file that is not deployed, and why.
+/// A file or folder that is not deployed, and why. Its workspace paths are protected from
+/// the clean option (see [`Skipped::protects`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
     pub source_rel: String,
     pub reason: &'static str,
+}
+
+impl Skipped {
+    /// Whether the workspace path `target_rel` (relative, `/`-separated) may be what this
+    /// entry would have become, or lie under it: the same path, the path without the
+    /// extension (a notebook), or anything below either (a folder).
+    pub fn protects(&self, target_rel: &str) -> bool {
+        let (folder, name) = match self.source_rel.rsplit_once('/') {
+            Some((folder, name)) => (Some(folder), name),
+            None => (None, self.source_rel.as_str()),
+        };
+        let stem = match folder {
+            Some(folder) => format!("{folder}/{}", strip_extension(name)),
+            None => strip_extension(name).to_owned(),
+        };
+        [self.source_rel.as_str(), stem.as_str()].iter().any(|p| {
+            target_rel == *p
+                || target_rel
+                    .strip_prefix(*p)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
 }
 
 /// The source folder, read.
@@ -100,24 +123,42 @@ pub struct Scan {
     /// Every folder (relative, `/`-separated) that holds at least one item, with its
     /// ancestors.
     pub folders: Vec<String>,
+    /// Links to folders that were followed: relative path, where they lead.
+    pub followed_links: Vec<(String, PathBuf)>,
 }
 
-/// Why the source cannot be deployed.
+const INPUT: &str = "input 'Notebooks folder' (notebooksFolderPath)";
+
+/// Why the source cannot be deployed. Every message names the input, the entry (relative to
+/// the source folder) and what to do; nothing is uploaded when one is returned.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    #[error("input 'Notebooks folder' (notebooksFolderPath): '{0}' does not exist: check the path and that the artifact was downloaded or the repository checked out")]
+    #[error("{INPUT}: '{0}' does not exist: check the path and that the artifact was downloaded or the repository checked out")]
     Missing(PathBuf),
-    #[error("input 'Notebooks folder' (notebooksFolderPath): '{0}' is a file, not a folder: give the folder that holds the notebooks")]
+    #[error("{INPUT}: '{0}' is a file, not a folder: give the folder that holds the notebooks")]
     NotAFolder(PathBuf),
-    #[error("cannot read '{path}': {source}")]
-    Io {
-        path: PathBuf,
+    #[error("{INPUT}: cannot read the {what} '{rel}' ({source}); nothing was uploaded. Make it readable by the agent's user, or move it out of the folder")]
+    Unreadable {
+        what: &'static str,
+        rel: String,
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "input 'Notebooks folder' (notebooksFolderPath): '{folder}' has nothing to deploy{hint}"
-    )]
+    #[error("{INPUT}: '{rel}' is a symbolic link to '{}', which does not exist; nothing was uploaded. Fix the link or remove it", target.display())]
+    DanglingLink { rel: String, target: PathBuf },
+    #[error("{INPUT}: '{rel}' is a symbolic link that cannot be followed ({source}; a link that leads back to itself?); nothing was uploaded. Fix the link or remove it")]
+    BrokenLink {
+        rel: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{INPUT}: '{rel}' links to the folder '{}', which contains the link itself: following it would never end; nothing was uploaded. Remove the link or point it elsewhere", target.display())]
+    LinkLoop { rel: String, target: PathBuf },
+    #[error("{INPUT}: '{rel}' is not a regular file (a named pipe, socket or device) and cannot be deployed; nothing was uploaded. Remove it from the folder")]
+    NotRegular { rel: String },
+    #[error("{INPUT}: {} name(s) are not valid UTF-8, which workspace paths must be, so these would not be deployed; nothing was uploaded. Rename them (or move them out of the folder):\n{}", .0.len(), .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    NotUtf8(Vec<String>),
+    #[error("{INPUT}: '{folder}' has nothing to deploy{hint}")]
     Empty { folder: PathBuf, hint: String },
     #[error("{} file(s) are over the workspace's 10 MB import limit; nothing was uploaded:\n{}", .0.len(), .0.iter().map(|(p, s)| format!("  {p} ({:.1} MB)", *s as f64 / 1_048_576.0)).collect::<Vec<_>>().join("\n"))]
     TooLarge(Vec<(String, u64)>),
@@ -126,21 +167,45 @@ pub enum ScanError {
 }
 
 /// Reads the source tree. Hidden entries (a name starting with `.`, such as `.git`) are
-/// skipped and listed; symbolic links to files are followed, to folders skipped.
+/// skipped and listed. Symbolic links are followed, to files and to folders, also when they
+/// lead outside the source folder (a repository's `notebooks/lib -> ../lib`), as the old task
+/// did; a link to a folder that contains it is a loop and an error. Anything that cannot be
+/// read, and any name that is not UTF-8 where a file would be deployed, is an error: a run
+/// never succeeds having silently left out something it should deploy.
 pub fn scan(root: &Path, detect: Detect) -> Result<Scan, ScanError> {
     let meta = fs::metadata(root).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ScanError::Missing(root.to_owned()),
-        _ => ScanError::Io {
-            path: root.to_owned(),
+        _ => ScanError::Unreadable {
+            what: "folder",
+            rel: root.display().to_string(),
             source: e,
         },
     })?;
     if !meta.is_dir() {
         return Err(ScanError::NotAFolder(root.to_owned()));
     }
-    let mut scan = Scan::default();
-    let mut too_large = Vec::new();
-    walk(root, "", detect, &mut scan, &mut too_large)?;
+    let canonical = fs::canonicalize(root).map_err(|e| ScanError::Unreadable {
+        what: "folder",
+        rel: root.display().to_string(),
+        source: e,
+    })?;
+    let mut walker = Walker {
+        detect,
+        scan: Scan::default(),
+        too_large: Vec::new(),
+        not_utf8: Vec::new(),
+        chain: vec![canonical],
+    };
+    walker.walk(root, "")?;
+    let Walker {
+        mut scan,
+        too_large,
+        not_utf8,
+        ..
+    } = walker;
+    if !not_utf8.is_empty() {
+        return Err(ScanError::NotUtf8(not_utf8));
+    }
     if !too_large.is_empty() {
         return Err(ScanError::TooLarge(too_large));
     }
@@ -182,73 +247,167 @@ fn join(rel: &str, name: &str) -> String {
     }
 }
 
-fn walk(
-    dir: &Path,
-    rel: &str,
+/// Whether a file of this name would be deployed (so a name the task cannot use is an error,
+/// not a skip).
+fn deployable_name(name: &str, detect: Detect) -> bool {
+    match detect {
+        Detect::Header => true,
+        Detect::Extension => extension(name).is_some_and(|e| {
+            language_from_extension(e).is_some()
+                || ["ipynb", "dbc", "html"].contains(&e.to_ascii_lowercase().as_str())
+        }),
+    }
+}
+
+struct Walker {
     detect: Detect,
-    scan: &mut Scan,
-    too_large: &mut Vec<(String, u64)>,
-) -> Result<(), ScanError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ScanError::Io { path, source }
-    };
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .map_err(io(dir))?
-        .collect::<Result<_, _>>()
-        .map_err(io(dir))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            scan.skipped.push(Skipped {
-                source_rel: join(rel, &entry.file_name().to_string_lossy()),
-                reason: "the name is not valid UTF-8",
-            });
-            continue;
+    scan: Scan,
+    too_large: Vec<(String, u64)>,
+    not_utf8: Vec<String>,
+    /// The canonical paths of the folders being walked, outermost first: a link to one of
+    /// them, or to a folder above one, would loop.
+    chain: Vec<PathBuf>,
+}
+
+impl Walker {
+    fn walk(&mut self, dir: &Path, rel: &str) -> Result<(), ScanError> {
+        let unreadable = |source| ScanError::Unreadable {
+            what: "folder",
+            rel: if rel.is_empty() {
+                dir.display().to_string()
+            } else {
+                rel.to_owned()
+            },
+            source,
         };
-        let source_rel = join(rel, &name);
-        if name.starts_with('.') {
-            scan.skipped.push(Skipped {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .map_err(unreadable)?
+            .collect::<Result<_, _>>()
+            .map_err(unreadable)?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            self.entry(&entry, rel)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, entry: &fs::DirEntry, rel: &str) -> Result<(), ScanError> {
+        let path = entry.path();
+        let os_name = entry.file_name();
+        let lossy = os_name.to_string_lossy();
+        let source_rel = join(rel, &lossy);
+        if lossy.starts_with('.') {
+            self.scan.skipped.push(Skipped {
                 source_rel,
                 reason: "hidden",
             });
-            continue;
+            return Ok(());
         }
-        let link = entry.file_type().map_err(io(&path))?.is_symlink();
-        let meta = fs::metadata(&path).map_err(io(&path))?;
-        if meta.is_dir() {
-            if link {
-                scan.skipped.push(Skipped {
-                    source_rel,
-                    reason: "a link to a folder",
-                });
-                continue;
+        let link = entry
+            .file_type()
+            .map_err(|source| ScanError::Unreadable {
+                what: "entry",
+                rel: source_rel.clone(),
+                source,
+            })?
+            .is_symlink();
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if link && e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ScanError::DanglingLink {
+                    target: fs::read_link(&path).unwrap_or_default(),
+                    rel: source_rel,
+                })
             }
-            walk(&path, &source_rel, detect, scan, too_large)?;
-            continue;
+            Err(source) if link => {
+                return Err(ScanError::BrokenLink {
+                    rel: source_rel,
+                    source,
+                })
+            }
+            Err(source) => {
+                return Err(ScanError::Unreadable {
+                    what: "entry",
+                    rel: source_rel,
+                    source,
+                })
+            }
+        };
+        let Some(name) = os_name.to_str() else {
+            if meta.is_dir() || deployable_name(&lossy, self.detect) {
+                self.not_utf8
+                    .push(format!("{:?}", Path::new(rel).join(&os_name)));
+            } else {
+                self.scan.skipped.push(Skipped {
+                    source_rel,
+                    reason: "not a notebook extension",
+                });
+            }
+            return Ok(());
+        };
+        if meta.is_dir() {
+            let canonical = if link {
+                let target = fs::canonicalize(&path).map_err(|source| ScanError::BrokenLink {
+                    rel: source_rel.clone(),
+                    source,
+                })?;
+                if self
+                    .chain
+                    .iter()
+                    .any(|walking| walking.starts_with(&target))
+                {
+                    return Err(ScanError::LinkLoop {
+                        rel: source_rel,
+                        target,
+                    });
+                }
+                self.scan
+                    .followed_links
+                    .push((source_rel.clone(), target.clone()));
+                target
+            } else {
+                self.chain
+                    .last()
+                    .map_or_else(|| path.clone(), |p| p.join(name))
+            };
+            self.chain.push(canonical);
+            let walked = self.walk(&path, &source_rel);
+            self.chain.pop();
+            return walked;
         }
         if !meta.is_file() {
-            continue;
+            if deployable_name(name, self.detect) {
+                return Err(ScanError::NotRegular { rel: source_rel });
+            }
+            self.scan.skipped.push(Skipped {
+                source_rel,
+                reason: "not a regular file",
+            });
+            return Ok(());
         }
-        let Some(kind) = classify(&path, &name, detect).map_err(io(&path))? else {
-            scan.skipped.push(Skipped {
+        let unreadable = |source| ScanError::Unreadable {
+            what: "file",
+            rel: source_rel.clone(),
+            source,
+        };
+        let Some(kind) = classify(&path, name, self.detect).map_err(unreadable)? else {
+            self.scan.skipped.push(Skipped {
                 source_rel,
                 reason: "not a notebook extension",
             });
-            continue;
+            return Ok(());
         };
         if meta.len() > MAX_IMPORT_BYTES {
-            too_large.push((source_rel, meta.len()));
-            continue;
+            self.too_large.push((source_rel, meta.len()));
+            return Ok(());
         }
         let target_name = if is_notebook(kind) {
-            strip_extension(&name)
+            strip_extension(name)
         } else {
-            &name
+            name
         };
-        let hash = hash_file(&path, kind).map_err(io(&path))?;
-        scan.items.push(Item {
+        let hash = hash_file(&path, kind).map_err(unreadable)?;
+        self.scan.items.push(Item {
             local: path,
             target_rel: join(rel, target_name),
             source_rel,
@@ -256,8 +415,8 @@ fn walk(
             size: meta.len(),
             hash,
         });
+        Ok(())
     }
-    Ok(())
 }
 
 fn extension(name: &str) -> Option<&str> {

@@ -372,3 +372,232 @@ fn without_a_connection_the_message_says_to_configure() {
         run.log()
     );
 }
+
+/// Objects under `prefix`, as a sorted list of paths.
+fn paths(emu: &Emulator, prefix: &str) -> Vec<String> {
+    objects(emu, prefix).into_keys().collect()
+}
+
+#[cfg(unix)]
+#[test]
+fn clean_follows_folder_links_and_never_deletes_what_the_scan_skipped() {
+    use std::os::unix::fs::symlink;
+    let emu = emulator();
+    let mut job = job(&emu);
+    let src = source(
+        &job,
+        &[
+            ("a.py", "1"),
+            ("README.md", "# docs"),
+            (".cfg/settings.py", "x = 1"),
+        ],
+    );
+    // A folder shared with other projects, linked into the source from outside it.
+    write_tree(&job.dir().join("s"), &[("lib/util.py", "def f(): pass")]);
+    symlink("../lib", src.join("lib")).unwrap();
+    // What the workspace already holds: a copy of the hidden folder and of the README (the
+    // source has them, the task skips them), and something the source really lost.
+    mkdirs(&emu, "/Shared/c/.cfg");
+    mkdirs(&emu, "/Shared/c/stale");
+    with_workspace(&emu.url(), TOKEN, |ws| async move {
+        ws.import(
+            "/Shared/c/README.md",
+            b"# docs",
+            databricks::ImportFormat::Raw,
+            true,
+        )
+        .await
+        .unwrap()
+    });
+
+    let run = deploy(&mut job, &src, "/Shared/c", &[("clean", "true")]);
+    assert_eq!(run.result(), TaskResult::Succeeded, "{}", run.log());
+    assert_eq!(
+        paths(&emu, "/Shared/c/"),
+        vec![
+            "/Shared/c/.azdo-deploy-manifest.json",
+            "/Shared/c/.cfg",
+            "/Shared/c/README.md",
+            "/Shared/c/a",
+            "/Shared/c/lib",
+            "/Shared/c/lib/util",
+        ],
+        "{}",
+        run.log()
+    );
+    assert_eq!(run.variable("deletedCount").as_deref(), Some("1"));
+    assert!(
+        run.stdout.contains("Following the link lib to the folder"),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.stdout.contains("  /Shared/c/README.md"),
+        "{}",
+        run.log()
+    );
+
+    // A second run with the link still there deletes nothing.
+    let run = deploy(&mut job, &src, "/Shared/c", &[("clean", "true")]);
+    assert_eq!(run.result(), TaskResult::Succeeded, "{}", run.log());
+    assert_eq!(run.variable("deletedCount").as_deref(), Some("0"));
+    assert!(paths(&emu, "/Shared/c/").contains(&"/Shared/c/lib/util".to_owned()));
+}
+
+#[cfg(unix)]
+#[test]
+fn links_that_loop_or_lead_nowhere_fail_naming_the_input_and_the_link() {
+    use std::os::unix::fs::symlink;
+    let emu = emulator();
+    let mut job = job(&emu);
+    let src = source(&job, &[("a.py", "1"), ("etl/b.py", "2")]);
+    let expect_failure = |job: &mut Job, expected: &[&str]| {
+        let run = deploy(job, &src, "/Shared/links", &[("clean", "true")]);
+        assert_eq!(run.result(), TaskResult::Failed, "{}", run.log());
+        let error = &run.errors()[0];
+        assert!(error.contains("(notebooksFolderPath)"), "{error}");
+        assert!(error.contains("nothing was uploaded"), "{error}");
+        for e in expected {
+            assert!(error.contains(e), "{e}: {error}");
+        }
+    };
+
+    // A link to a folder above it.
+    symlink("..", src.join("etl/up")).unwrap();
+    expect_failure(
+        &mut job,
+        &["'etl/up' links to the folder", "Remove the link"],
+    );
+    std::fs::remove_file(src.join("etl/up")).unwrap();
+
+    // A link to nothing.
+    symlink("gone.py", src.join("etl/dangling.py")).unwrap();
+    expect_failure(
+        &mut job,
+        &[
+            "'etl/dangling.py' is a symbolic link to 'gone.py', which does not exist",
+            "Fix the link or remove it",
+        ],
+    );
+    std::fs::remove_file(src.join("etl/dangling.py")).unwrap();
+
+    // Links that point at each other.
+    symlink("y.py", src.join("x.py")).unwrap();
+    symlink("x.py", src.join("y.py")).unwrap();
+    expect_failure(
+        &mut job,
+        &["'x.py' is a symbolic link that cannot be followed"],
+    );
+    assert_eq!(emu.request_count("import"), 0);
+    assert_eq!(emu.request_count("delete"), 0);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn unreadable_entries_and_non_utf8_names_fail_before_any_upload() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    let emu = emulator();
+    let mut job = job(&emu);
+    let src = source(&job, &[("a.py", "1")]);
+    let expect_failure = |job: &mut Job, expected: &[&str]| {
+        let run = deploy(job, &src, "/Shared/bad", &[]);
+        assert_eq!(run.result(), TaskResult::Failed, "{}", run.log());
+        let error = &run.errors()[0];
+        assert!(error.contains("(notebooksFolderPath)"), "{error}");
+        assert!(error.contains("nothing was uploaded"), "{error}");
+        for e in expected {
+            assert!(error.contains(e), "{e}: {error}");
+        }
+    };
+
+    // A notebook whose name the workspace cannot hold.
+    let latin1 = src.join(std::ffi::OsStr::from_bytes(b"caf\xe9.py"));
+    std::fs::write(&latin1, "1").unwrap();
+    expect_failure(
+        &mut job,
+        &["are not valid UTF-8", "\"caf\\xE9.py\"", "Rename them"],
+    );
+    std::fs::remove_file(&latin1).unwrap();
+    // Not a notebook anyway: skipped, the run goes on.
+    let other = src.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    std::fs::write(&other, "1").unwrap();
+    let run = deploy(&mut job, &src, "/Shared/ok", &[]);
+    assert_eq!(run.result(), TaskResult::Succeeded, "{}", run.log());
+    std::fs::remove_file(&other).unwrap();
+
+    // A socket named like a notebook: opening it would not give content.
+    let socket = std::os::unix::net::UnixListener::bind(src.join("sock.py")).unwrap();
+    expect_failure(&mut job, &["'sock.py' is not a regular file"]);
+    drop(socket);
+    std::fs::remove_file(src.join("sock.py")).unwrap();
+
+    // A file whose read fails, for root too: /proc/self/mem at offset 0 gives EIO.
+    symlink("/proc/self/mem", src.join("mem.py")).unwrap();
+    expect_failure(
+        &mut job,
+        &["cannot read the file 'mem.py'", "Make it readable"],
+    );
+    std::fs::remove_file(src.join("mem.py")).unwrap();
+
+    // A folder without permissions stops only a user that is not root (root reads anyway).
+    let probe = job.dir().join("owner-probe");
+    std::fs::write(&probe, "").unwrap();
+    if std::fs::metadata(&probe).unwrap().uid() != 0 {
+        let locked = src.join("locked");
+        std::fs::create_dir(&locked).unwrap();
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+        expect_failure(&mut job, &["cannot read the folder 'locked'"]);
+        std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    assert_eq!(
+        emu.request_count("import"),
+        2,
+        "only the /Shared/ok run uploaded"
+    );
+}
+
+#[test]
+fn a_notebook_where_a_folder_is_needed_is_named_as_such() {
+    let emu = emulator();
+    let mut job = job(&emu);
+    let src = source(&job, &[("a.py", "1"), ("etl/b.py", "2")]);
+    with_workspace(&emu.url(), TOKEN, |ws| async move {
+        let python = databricks::ImportFormat::Source(databricks::Language::Python);
+        ws.import("/Shared/nb", b"print(1)", python, true)
+            .await
+            .unwrap();
+        ws.mkdirs("/Shared/t").await.unwrap();
+        ws.import("/Shared/t/etl", b"print(2)", python, true)
+            .await
+            .unwrap();
+    });
+    // The workspace folder input names a notebook, with and without the incremental listing.
+    for incremental in ["true", "false"] {
+        let run = deploy(
+            &mut job,
+            &src,
+            "/Shared/nb",
+            &[("incremental", incremental)],
+        );
+        assert_eq!(run.result(), TaskResult::Failed, "{}", run.log());
+        let error = &run.errors()[0];
+        assert!(
+            error.contains("input 'Workspace folder' (workspaceFolder): '/Shared/nb' is a notebook in the workspace, not a folder")
+                && error.contains("delete or rename that notebook"),
+            "{error}"
+        );
+        assert!(!error.contains("already exists"), "{error}");
+    }
+    assert_eq!(emu.request_count("import"), 2, "nothing was uploaded");
+
+    // A notebook where the source has a folder.
+    let run = deploy(&mut job, &src, "/Shared/t", &[]);
+    assert_eq!(run.result(), TaskResult::Failed, "{}", run.log());
+    let error = &run.errors()[0];
+    assert!(
+        error.contains("etl/b.py: '/Shared/t/etl' is a notebook in the workspace, where the source has the folder 'etl'"),
+        "{error}"
+    );
+    assert!(!error.contains("already exists"), "{error}");
+}

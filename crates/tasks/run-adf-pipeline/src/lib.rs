@@ -179,6 +179,37 @@ async fn failed_activities(
     }
 }
 
+/// A 404 from `createRun` names the input that is wrong: the resource group, the factory
+/// or the pipeline (ARM answers `ResourceGroupNotFound` / `ResourceNotFound` for the first
+/// two; Data Factory its own 404 for a pipeline it does not have).
+fn explain_not_found(error: AdfError, factory: &FactoryRef, pipeline: &str) -> TaskError {
+    let AdfError::Api {
+        status: 404,
+        code,
+        message,
+        ..
+    } = &error
+    else {
+        return error.into();
+    };
+    let (subscription, group, name) = (
+        &factory.subscription,
+        &factory.resource_group,
+        &factory.name,
+    );
+    TaskError::new(match code.as_str() {
+        "ResourceGroupNotFound" => format!(
+            "input 'Resource group' (resourceGroupName): subscription '{subscription}' has no resource group '{group}' ({message}). Check the name, and the subscription (input subscriptionId, or the service connection's)"
+        ),
+        "ResourceNotFound" => format!(
+            "input 'Data factory' (dataFactoryName): resource group '{group}' has no data factory '{name}' ({message}). Check the name, and that the factory was deployed before this step (e.g. by an ARM deployment of the factory)"
+        ),
+        _ => format!(
+            "input 'Pipeline' (pipelineName): data factory '{name}' has no pipeline '{pipeline}' ({code}: {message}). Check the name, and that the pipeline was published (Data Factory Studio: Publish) or deployed with the factory's ARM template"
+        ),
+    })
+}
+
 /// Runs the task against the agent's environment.
 pub async fn run(
     agent: &Agent,
@@ -220,7 +251,9 @@ pub async fn run_with(
         inputs.pipeline
     ));
     let run_id = tokio::select! {
-        r = adf.create_run(&factory, &inputs.pipeline, &inputs.parameters) => r?,
+        r = adf.create_run(&factory, &inputs.pipeline, &inputs.parameters) => {
+            r.map_err(|e| explain_not_found(e, &factory, &inputs.pipeline))?
+        }
         _ = cancel.cancelled() => return Err(TaskError::new("the pipeline was cancelled before the Data Factory run started")),
     };
     out::set_output("runId", &run_id.0, false);

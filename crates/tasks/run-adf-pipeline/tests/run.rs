@@ -196,9 +196,36 @@ fn unknown_pipeline_and_bad_parameters_fail_clearly() {
     let out = env.run(BIN, &inputs("no-such-pipeline", &[]));
     assert!(out.failed(), "{}", out.dump());
     assert!(
-        out.failure().contains("no-such-pipeline"),
+        out.failure().contains(
+            "input 'Pipeline' (pipelineName): data factory 'devops-ds-adf' has no pipeline 'no-such-pipeline'"
+        ) && out.failure().contains("published"),
         "{}",
         out.failure()
+    );
+    // An unknown factory, or resource group, is named by its input too.
+    let mut wrong_factory = inputs("data-ingestion-pipeline", &[]);
+    wrong_factory[2] = ("dataFactoryName", "no-such-adf");
+    let out = env.run(BIN, &wrong_factory);
+    assert!(
+        out.failed()
+            && out.failure().contains(
+                "input 'Data factory' (dataFactoryName): resource group 'rg-data' has no data factory 'no-such-adf'"
+            )
+            && out.failure().contains("Check the name"),
+        "{}",
+        out.dump()
+    );
+    let mut wrong_group = inputs("data-ingestion-pipeline", &[]);
+    wrong_group[1] = ("resourceGroupName", "rg-nope");
+    let out = env.run(BIN, &wrong_group);
+    assert!(
+        out.failed()
+            && out
+                .failure()
+                .contains("input 'Resource group' (resourceGroupName): subscription '")
+            && out.failure().contains("has no resource group 'rg-nope'"),
+        "{}",
+        out.dump()
     );
     let out = env.run(
         BIN,
