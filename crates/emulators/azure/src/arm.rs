@@ -769,6 +769,7 @@ fn create_deployment(
         correlation_id: clock::guid(),
     };
     state.deployments.insert(key.clone(), deployment);
+    state.deployments_started += 1;
     state.deployment_operations.insert(op.clone(), key.clone());
     if shared.opts.operation_steps == 0 {
         complete(shared, state, &key);
