@@ -766,7 +766,11 @@ fn create_deployment(
         output_resources: Vec::new(),
         start_ms: clock::now_ms(),
         end_ms: None,
-        correlation_id: clock::guid(),
+        // ARM records the client's correlation id, when it sends one, as the deployment's.
+        correlation_id: req
+            .header("x-ms-correlation-request-id")
+            .filter(|c| !c.is_empty())
+            .map_or_else(clock::guid, str::to_owned),
     };
     state.deployments.insert(key.clone(), deployment);
     state.deployments_started += 1;

@@ -415,6 +415,16 @@ impl Emulator {
     }
 
     /// The options the emulator runs with.
+    /// The fault rules still active, with what is left of their offset and times.
+    pub fn fault_rules(&self) -> Vec<FaultRule> {
+        self.shared.faults.active()
+    }
+
+    /// Adds a fault rule, as `POST /emulator/faults` does.
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.shared.faults.add(rule);
+    }
+
     pub fn options(&self) -> &Options {
         &self.shared.opts
     }

@@ -123,15 +123,16 @@ impl FromStr for Rule {
                 _ => return Err(usage()),
             }
         }
-        let action =
-            match *action {
-                "drop-before" | "drop-after" if retry_after.is_some() => return Err(format!(
+        let action = match *action {
+            "drop-before" | "drop-after" if retry_after.is_some() => {
+                return Err(format!(
                     "fault rule '{text}': retry-after goes with a status, not a dropped connection"
-                )),
-                "drop-before" => Action::Drop(DropMode::Before),
-                "drop-after" => Action::Drop(DropMode::After),
-                status => status_action(status.parse().map_err(|_| usage())?, retry_after)?,
-            };
+                ))
+            }
+            "drop-before" => Action::Drop(DropMode::Before),
+            "drop-after" => Action::Drop(DropMode::After),
+            status => status_action(status.parse().map_err(|_| usage())?, retry_after)?,
+        };
         Ok(Rule {
             method,
             path,
@@ -289,6 +290,11 @@ impl Rules {
     }
 
     /// The rules still active, with what is left of their `offset` and `times`.
+    pub fn active(&self) -> Vec<Rule> {
+        self.lock().clone()
+    }
+
+    /// [`Rules::active`] as `GET /emulator/faults` answers it.
     pub fn to_json(&self) -> Value {
         json!({"rules": self.lock().iter().map(Rule::to_json).collect::<Vec<_>>()})
     }
