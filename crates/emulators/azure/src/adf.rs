@@ -213,6 +213,51 @@ impl PipelineRun {
     }
 }
 
+/// Read-only properties Data Factory adds to a factory; what-if does not compare them.
+pub const FACTORY_READ_ONLY: [&str; 3] = ["provisioningState", "createTime", "version"];
+
+fn quoted_etag() -> String {
+    format!("\"{}\"", clock::guid())
+}
+
+/// A Data Factory resource (a factory or one of its objects) as Data Factory stores and
+/// answers it, from what a client or a template wrote: its own name (`pipeline`, not
+/// `factory/pipeline`), a fresh etag on every write, and for a factory `provisioningState`,
+/// `createTime` (kept from `existing`) and `version`.
+pub fn stored(id: &str, resource_type: &str, body: &Value, existing: Option<&Value>) -> Value {
+    let name = id.rsplit('/').next().unwrap_or_default();
+    let mut value = json!({"id": id, "name": name, "type": resource_type});
+    let mut properties = body.get("properties").cloned().unwrap_or_else(|| json!({}));
+    if resource_type.eq_ignore_ascii_case("Microsoft.DataFactory/factories") {
+        for k in ["location", "tags", "identity"] {
+            if let Some(v) = body.get(k).filter(|v| !v.is_null()) {
+                value[k] = v.clone();
+            }
+        }
+        let created = existing
+            .and_then(|e| e["properties"]["createTime"].as_str())
+            .map_or_else(|| clock::iso(clock::now_ms()), str::to_owned);
+        if let Some(p) = properties.as_object_mut() {
+            p.insert("provisioningState".into(), json!("Succeeded"));
+            p.insert("createTime".into(), json!(created));
+            p.insert("version".into(), json!("2018-06-01"));
+        }
+        value["properties"] = properties;
+        value["eTag"] = json!(quoted_etag());
+    } else {
+        value["properties"] = properties;
+        value["etag"] = json!(quoted_etag());
+    }
+    value
+}
+
+/// Whether a resource type is Data Factory's.
+pub fn is_adf_type(resource_type: &str) -> bool {
+    resource_type
+        .to_ascii_lowercase()
+        .starts_with("microsoft.datafactory/factories")
+}
+
 fn seg_is(s: &str, lit: &str) -> bool {
     s.eq_ignore_ascii_case(lit)
 }

@@ -23,7 +23,8 @@
 //! | agent OIDC token (workload identity federation) | `POST /oidc?api-version=7.1&serviceConnectionId=…` |
 //! | managed identity, IMDS style | `GET /metadata/identity/oauth2/token?api-version=…&resource=…`, header `Metadata: true` |
 //! | managed identity, App Service style | `GET /msi/token?…`, header `X-IDENTITY-HEADER` (Azure SDKs and our `azure` crate use it when `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set) |
-//! | ARM | `/subscriptions/…`, `/providers/Microsoft.Management/managementGroups/…` |
+//! | ARM | `/subscriptions/…`, `/providers/Microsoft.Management/managementGroups/…` (deployment operations also at `…/resourcegroups/{rg}/deployments/{name}/operations`, the path the SDKs use) |
+//! | Data Factory objects | `…/providers/Microsoft.DataFactory/factories/{f}[/{type}/{name}]`: PUT answers 200 with the object's own name and an etag (a factory adds `provisioningState`, `createTime`, `version`); GET, list, DELETE |
 //! | emulator state (not an Azure API, no auth) | `GET /emulator/state` |
 //! | fault rules (not an Azure API, no auth) | `GET`, `POST`, `DELETE /emulator/faults` |
 //!
@@ -293,27 +294,25 @@ fn seed(shared: &Shared) {
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.DataFactory/factories/{}",
             shared.opts.subscription_id, f.resource_group, f.name
         );
-        state.resources.insert(
-            factory_id.to_ascii_lowercase(),
-            json!({
-                "id": factory_id,
-                "name": f.name,
-                "type": "Microsoft.DataFactory/factories",
-                "location": f.location,
-                "properties": {"provisioningState": "Succeeded"},
-            }),
+        let factory_type = "Microsoft.DataFactory/factories";
+        let factory = adf::stored(
+            &factory_id,
+            factory_type,
+            &json!({"location": f.location}),
+            None,
         );
+        state
+            .resources
+            .insert(factory_id.to_ascii_lowercase(), factory);
         for p in &f.pipelines {
             let id = format!("{factory_id}/pipelines/{}", p.name);
-            state.resources.insert(
-                id.to_ascii_lowercase(),
-                json!({
-                    "id": id,
-                    "name": format!("{}/{}", f.name, p.name),
-                    "type": "Microsoft.DataFactory/factories/pipelines",
-                    "properties": p.properties,
-                }),
+            let pipeline = adf::stored(
+                &id,
+                "Microsoft.DataFactory/factories/pipelines",
+                &json!({"properties": p.properties}),
+                None,
             );
+            state.resources.insert(id.to_ascii_lowercase(), pipeline);
         }
     }
 }
