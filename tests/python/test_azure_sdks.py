@@ -153,6 +153,9 @@ def test_deployment_create_get_operations(deployments):
     got = deployments.deployments.get(RG, "sdk-deploy")
     assert got.name == "sdk-deploy" and got.properties.correlation_id
     assert "sdk-deploy" in [d.name for d in deployments.deployments.list_by_resource_group(RG)]
+    assert deployments.deployments.check_existence(RG, "sdk-deploy")
+    assert not deployments.deployments.check_existence(RG, "no-such-deployment")
+    assert deployments.deployments.export_template(RG, "sdk-deploy").template == TEMPLATE
     # The SDKs read operations at .../resourcegroups/{rg}/deployments/{name}/operations.
     operations = list(deployments.deployment_operations.list(RG, "sdk-deploy"))
     targets = [op.properties.target_resource.resource_name for op in operations if op.properties.target_resource]
@@ -209,6 +212,12 @@ def test_factory_and_pipeline_create_or_update(factory):
     assert [a.name for a in factory.pipelines.get(RG, "sdk-adf", "ingest").activities] == ["Wait1"]
     assert [p.name for p in factory.pipelines.list_by_factory(RG, "sdk-adf")] == ["ingest"]
     assert "sdk-adf" in [f.name for f in factory.factories.list_by_resource_group(RG)]
+    factory.pipelines.delete(RG, "sdk-adf", "ingest")
+    with pytest.raises(ResourceNotFoundError):
+        factory.pipelines.get(RG, "sdk-adf", "ingest")
+    factory.factories.delete(RG, "sdk-adf")
+    with pytest.raises(ResourceNotFoundError):
+        factory.factories.get(RG, "sdk-adf")
 
 
 def window():
@@ -254,3 +263,5 @@ def test_pipeline_runs(factory):
     with pytest.raises(HttpResponseError) as e:
         factory.pipelines.create_run(RG, "sdk-runs", "no-such-pipeline")
     assert e.value.status_code == 404
+    with pytest.raises(ResourceNotFoundError):
+        factory.pipeline_runs.get(RG, "sdk-runs", "00000000-0000-0000-0000-000000000000")
