@@ -227,6 +227,8 @@ pub enum AdfError {
     },
     #[error("pipeline run {run_id} was stopped because the pipeline was cancelled; {cancel}")]
     Cancelled { run_id: RunId, cancel: String },
+    #[error("{action}: {detail}. Whether the run started is unknown: check the factory's pipeline runs (Monitor) before starting it again")]
+    RunOutcomeUnknown { action: String, detail: String },
     #[error("the Azure Resource Manager URL '{url}' of service connection '{connection}' is not valid: edit the service connection")]
     BadBaseUrl { connection: String, url: String },
 }
@@ -361,6 +363,15 @@ impl DataFactory {
     }
 
     /// `POST …/pipelines/{pipeline}/createRun` with the parameters object as the body.
+    ///
+    /// `createRun` is not idempotent and Data Factory takes no idempotency key, so the POST is
+    /// never replayed blindly. When its outcome is unknown (a 5xx or 408, or a connection lost
+    /// after the request was sent) the run it may have started is looked up with
+    /// `queryPipelineRuns`: a manual run of this pipeline, with these parameters, started since
+    /// just before the POST and not among the runs listed before it (one query before every
+    /// POST). One such run is adopted;
+    /// none means the request did not take effect and it is sent again (within the retry
+    /// policy's budget, after its back-off); several fail with [`AdfError::RunOutcomeUnknown`].
     pub async fn create_run(
         &self,
         factory: &FactoryRef,
@@ -374,20 +385,137 @@ impl DataFactory {
         } else {
             parameters.clone()
         };
-        // Not replayed after a server error: a second POST would start a second run.
-        let answer = self
-            .call(&action, Method::POST, url, Some(&body), Replay::ByMethod)
-            .await?;
-        answer
-            .json()
-            .and_then(|v| v.get("runId").and_then(Value::as_str).map(str::to_owned))
-            .filter(|id| !id.is_empty())
-            .map(RunId)
-            .ok_or_else(|| AdfError::Unexpected {
-                action,
-                status: answer.status.as_u16(),
-                detail: "no runId in the answer".into(),
-            })
+        let policy = self.rest.http.policy().clone();
+        // Runs started before this lower bound are never ours; it allows for a clock skew
+        // between this agent and Data Factory.
+        let since = SystemTime::now()
+            .checked_sub(CLOCK_SKEW)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        // The runs already there, so that a run found after a lost answer is known to be new.
+        // A failure here is not the user's problem yet: it only matters after a lost answer.
+        let existing: Result<Vec<String>, AdfError> = self
+            .started_runs(factory, pipeline, since)
+            .await
+            .map(|runs| runs.iter().filter_map(run_id_text).collect());
+        let began = tokio::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            // Only 429 and a connection that could not be opened are replayed by the policy.
+            let sent = self
+                .rest
+                .call(Method::POST, url.clone(), Some(&body), Replay::ByMethod)
+                .await;
+            let (failure, retry_after) = match sent {
+                Ok(answer) if answer.status.is_success() => return run_id_of(&action, &answer),
+                Ok(answer) if outcome_unknown(answer.status) => {
+                    let retry_after = answer.retry_after();
+                    (AdfError::from_answer(&action, &answer), retry_after)
+                }
+                Ok(answer) => return Err(AdfError::from_answer(&action, &answer)),
+                Err(RestError::Send(
+                    e @ (SendError::Timeout { .. } | SendError::Transport { .. }),
+                )) => (AdfError::from_rest(&action, RestError::Send(e)), None),
+                Err(e) => return Err(AdfError::from_rest(&action, e)),
+            };
+            tracing::warn!("{failure}; checking whether the run started anyway");
+            let wait = policy.delay(
+                attempt,
+                task_sdk::retry::Outcome::TransportFailed,
+                None,
+                SystemTime::now(),
+                0.5,
+            );
+            let wait = retry_after.map_or(wait, |r| r.max(wait));
+            tokio::time::sleep(wait).await;
+            let before = match &existing {
+                Ok(before) => before,
+                Err(e) => {
+                    return Err(AdfError::RunOutcomeUnknown {
+                        action,
+                        detail: format!("{failure}; the runs before it could not be listed: {e}"),
+                    })
+                }
+            };
+            let runs = self
+                .started_runs(factory, pipeline, since)
+                .await
+                .map_err(|e| AdfError::RunOutcomeUnknown {
+                    action: action.clone(),
+                    detail: format!("{failure}; looking the run up failed: {e}"),
+                })?;
+            let ours: Vec<&Value> = runs
+                .iter()
+                .filter(|r| {
+                    let id = run_id_text(r).unwrap_or_default();
+                    !before.contains(&id) && is_our_run(r, pipeline, &body, since)
+                })
+                .collect();
+            match ours.as_slice() {
+                [run] => {
+                    let id = run["runId"].as_str().unwrap_or_default().to_owned();
+                    tracing::warn!(
+                        "{action}: the answer was lost, but run {id} with these parameters started just now: following it"
+                    );
+                    return Ok(RunId(id));
+                }
+                // Not started: send it again while the retry budget lasts.
+                [] if began.elapsed() < policy.budget => {}
+                [] => return Err(failure),
+                several => {
+                    let ids: Vec<&str> =
+                        several.iter().filter_map(|r| r["runId"].as_str()).collect();
+                    return Err(AdfError::RunOutcomeUnknown {
+                        action,
+                        detail: format!(
+                            "{failure}; runs {} of this pipeline with these parameters started meanwhile and none can be told apart as this one",
+                            ids.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs of `pipeline` updated since `since` (`queryPipelineRuns` filtered by pipeline
+    /// name, every page).
+    async fn started_runs(
+        &self,
+        factory: &FactoryRef,
+        pipeline: &str,
+        since: SystemTime,
+    ) -> Result<Vec<Value>, AdfError> {
+        let action = format!("listing the runs of pipeline '{pipeline}'");
+        let mut runs = Vec::new();
+        let mut continuation: Option<String> = None;
+        for _ in 0..100 {
+            let url = self.url(factory, &["queryPipelineRuns"], &[]);
+            let mut body = json!({
+                "lastUpdatedAfter": crate::time::rfc3339(since),
+                "lastUpdatedBefore": crate::time::rfc3339(SystemTime::now() + CLOCK_SKEW),
+                "filters": [{"operand": "PipelineName", "operator": "Equals", "values": [pipeline]}],
+            });
+            if let Some(token) = &continuation {
+                body["continuationToken"] = json!(token);
+            }
+            // A query changes nothing: safe to replay.
+            let answer = self
+                .call(&action, Method::POST, url, Some(&body), Replay::Safe)
+                .await?;
+            let json = answer.json().unwrap_or(Value::Null);
+            if let Some(values) = json.get("value").and_then(Value::as_array) {
+                runs.extend(values.iter().cloned());
+            }
+            continuation = json
+                .get("continuationToken")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if continuation.is_none() {
+                break;
+            }
+        }
+        Ok(runs)
     }
 
     /// `GET …/pipelineruns/{runId}`.
@@ -527,6 +655,62 @@ impl DataFactory {
     }
 }
 
+/// How far this agent's clock may be from Data Factory's when runs are looked up.
+const CLOCK_SKEW: Duration = Duration::from_secs(600);
+
+/// Statuses after which a `createRun` may or may not have started a run.
+fn outcome_unknown(status: task_sdk::http::StatusCode) -> bool {
+    matches!(status.as_u16(), 408 | 500 | 502 | 503 | 504)
+}
+
+fn run_id_text(run: &Value) -> Option<String> {
+    run.get("runId").and_then(Value::as_str).map(str::to_owned)
+}
+
+fn run_id_of(action: &str, answer: &Answer) -> Result<RunId, AdfError> {
+    answer
+        .json()
+        .and_then(|v| v.get("runId").and_then(Value::as_str).map(str::to_owned))
+        .filter(|id| !id.is_empty())
+        .map(RunId)
+        .ok_or_else(|| AdfError::Unexpected {
+            action: action.to_owned(),
+            status: answer.status.as_u16(),
+            detail: "no runId in the answer".into(),
+        })
+}
+
+/// Whether `run` (a `queryPipelineRuns` entry) could be the one a `createRun` of `pipeline` with
+/// `parameters` started after `since`: started by hand (not a trigger or a parent pipeline),
+/// not before `since`, with every parameter sent. Data Factory reports parameter values as
+/// strings (JSON text for arrays and objects) and adds the pipeline's defaults.
+fn is_our_run(run: &Value, pipeline: &str, parameters: &Value, since: SystemTime) -> bool {
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let same_pipeline = text(run, "pipelineName").is_some_and(|p| p.eq_ignore_ascii_case(pipeline));
+    let manual = run
+        .get("invokedBy")
+        .and_then(|i| text(i, "invokedByType"))
+        .is_none_or(|t| t.eq_ignore_ascii_case("Manual"));
+    // RFC 3339 UTC timestamps compare as text to the second.
+    let since = crate::time::rfc3339(since);
+    let recent = text(run, "runStart")
+        .is_none_or(|start| !start.ends_with('Z') || start.get(..19) >= since.get(..19));
+    let reported = run.get("parameters").cloned().unwrap_or(Value::Null);
+    let same_parameters = parameters
+        .as_object()
+        .into_iter()
+        .flatten()
+        .all(|(k, sent)| match reported.get(k) {
+            Some(Value::String(s)) => match sent {
+                Value::String(sent) => s == sent,
+                other => serde_json::from_str::<Value>(s).is_ok_and(|v| v == *other),
+            },
+            Some(other) => other == sent,
+            None => false,
+        });
+    same_pipeline && manual && recent && same_parameters
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +734,34 @@ mod tests {
                 message: "boom".into(),
                 failure_type: "UserError".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_run_is_ours_only_with_our_pipeline_parameters_trigger_and_time() {
+        let since = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let at = crate::time::rfc3339(since + Duration::from_secs(1));
+        let run = json!({"runId": "r", "pipelineName": "Ingest", "runStart": at,
+            "invokedBy": {"invokedByType": "Manual"},
+            "parameters": {"file": "a.csv", "rows": "5", "cfg": "{\"k\": [1]}", "default": "x"}});
+        let sent = json!({"file": "a.csv", "rows": 5, "cfg": {"k": [1]}});
+        assert!(is_our_run(&run, "ingest", &sent, since));
+        assert!(is_our_run(&run, "ingest", &json!({}), since));
+        assert!(!is_our_run(&run, "other", &sent, since));
+        assert!(!is_our_run(
+            &run,
+            "ingest",
+            &json!({"file": "b.csv"}),
+            since
+        ));
+        assert!(!is_our_run(&run, "ingest", &json!({"missing": "x"}), since));
+        let mut triggered = run.clone();
+        triggered["invokedBy"]["invokedByType"] = json!("ScheduleTrigger");
+        assert!(!is_our_run(&triggered, "ingest", &sent, since));
+        let later = since + Duration::from_secs(60);
+        assert!(
+            !is_our_run(&run, "ingest", &sent, later),
+            "started before the POST"
         );
     }
 

@@ -832,6 +832,12 @@ impl Arm {
 
     /// `PUT …/deployments/{name}`: starts the deployment. Follow it with
     /// [`Arm::wait_deployment`].
+    ///
+    /// The PUT carries a fresh `x-ms-correlation-request-id`, which ARM records as the
+    /// deployment's `correlationId`. A PUT is replayed after a lost answer (the retry policy),
+    /// and if the lost one had started the deployment, ARM answers the replay 409
+    /// `DeploymentActive`: the deployment is then read, and followed when it carries this PUT's
+    /// correlation id, so a lost answer neither starts a second deployment nor fails the task.
     pub async fn deploy(
         &self,
         scope: &Scope,
@@ -841,9 +847,36 @@ impl Arm {
         let action = format!("starting deployment '{name}' at {scope}");
         let url = self.deployment_url(scope, name, None);
         let body = request.body(scope);
+        let correlation = correlation_id();
         let answer = self
-            .call(&action, Method::PUT, url, Some(&body), Replay::ByMethod)
-            .await?;
+            .rest
+            .call_with(
+                Method::PUT,
+                url,
+                Some(&body),
+                Replay::ByMethod,
+                &[("x-ms-correlation-request-id", &correlation)],
+            )
+            .await
+            .map_err(|e| ArmError::from_rest(&action, e))?;
+        if answer.status == StatusCode::CONFLICT
+            && answer.error_code().as_deref() == Some("DeploymentActive")
+        {
+            let existing = self.get_deployment(scope, name).await?;
+            if existing.correlation_id.as_deref() == Some(correlation.as_str()) {
+                tracing::info!(
+                    "the answer to starting deployment '{name}' was lost; it is running: following it"
+                );
+                return Ok(StartedDeployment {
+                    scope: scope.clone(),
+                    name: name.to_owned(),
+                    deployment: existing,
+                    async_operation: None,
+                    location: None,
+                    retry_after: answer.retry_after(),
+                });
+            }
+        }
         if !answer.status.is_success() {
             return Err(ArmError::from_answer(&action, &answer));
         }
@@ -1080,6 +1113,19 @@ impl Arm {
             Err(ArmError::from_answer(&action, &answer))
         }
     }
+}
+
+/// A random GUID for `x-ms-correlation-request-id`.
+fn correlation_id() -> String {
+    let (a, b) = (fastrand::u64(..), fastrand::u64(..));
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        ((b >> 48) & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
 }
 
 #[cfg(test)]

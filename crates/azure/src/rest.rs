@@ -91,12 +91,26 @@ impl Bearer {
         body: Option<&Value>,
         replay: Replay,
     ) -> Result<Answer, RestError> {
+        self.call_with(method, url, body, replay, &[]).await
+    }
+
+    /// [`Bearer::call`] with extra request headers (e.g. ARM's `x-ms-correlation-request-id`).
+    pub async fn call_with(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        replay: Replay,
+        headers: &[(&str, &str)],
+    ) -> Result<Answer, RestError> {
         let token = self
             .credential
             .token(&self.scope)
             .await
             .map_err(RestError::Auth)?;
-        let answer = self.once(&method, &url, body, replay, &token.token).await?;
+        let answer = self
+            .once(&method, &url, body, replay, headers, &token.token)
+            .await?;
         if answer.token_expired() {
             tracing::debug!("the access token expired; getting a new one");
             let token = self
@@ -104,7 +118,9 @@ impl Bearer {
                 .refresh(&self.scope)
                 .await
                 .map_err(RestError::Auth)?;
-            return self.once(&method, &url, body, replay, &token.token).await;
+            return self
+                .once(&method, &url, body, replay, headers, &token.token)
+                .await;
         }
         Ok(answer)
     }
@@ -115,6 +131,7 @@ impl Bearer {
         url: &Url,
         body: Option<&Value>,
         replay: Replay,
+        headers: &[(&str, &str)],
         token: &str,
     ) -> Result<Answer, RestError> {
         // A body-less POST or PUT still carries `Content-Length: 0` (the client writes it;
@@ -122,6 +139,9 @@ impl Bearer {
         let mut request = Request::from_url(*method, url.clone())
             .bearer_auth(token)
             .header("accept", "application/json");
+        for (name, value) in headers {
+            request = request.header(name, *value);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }

@@ -545,3 +545,47 @@ async fn resource_group_delete_waits_for_the_async_operation() {
         .unwrap_err();
     assert_eq!(e.code(), Some("ResourceGroupNotFound"), "{e}");
 }
+
+#[tokio::test]
+async fn a_lost_put_answer_is_followed_but_another_clients_deployment_is_not_adopted() {
+    let emu = start(fast()).await;
+    let c = clients(&emu, Scheme::ServicePrincipal);
+    c.arm
+        .create_resource_group(&c.subscription, "rg-lost", "westeurope")
+        .await
+        .unwrap();
+    let scope = rg_scope(&c, "rg-lost");
+    let request = DeploymentRequest::inline(
+        storage_template(),
+        json!({"name": {"value": "stlost"}}),
+        DeploymentMode::Incremental,
+    );
+    emu.add_fault(
+        "PUT /subscriptions/*/deployments/* drop-after times=1"
+            .parse()
+            .unwrap(),
+    );
+    let started = c.arm.deploy(&scope, "dep-lost", &request).await.unwrap();
+    let done = c
+        .arm
+        .wait_deployment(&started, &wait(), never())
+        .await
+        .unwrap();
+    assert!(done.succeeded(), "{done:?}");
+    assert_eq!(emu.state()["deploymentsStarted"], 1);
+
+    // A deployment of the same name that another client started is still running: that is a
+    // conflict, not this client's lost answer.
+    let first = c.arm.deploy(&scope, "dep-busy", &request).await.unwrap();
+    assert_eq!(
+        first.deployment.provisioning_state,
+        ProvisioningState::Accepted
+    );
+    let second = c
+        .arm
+        .deploy(&scope, "dep-busy", &request)
+        .await
+        .unwrap_err();
+    assert!(second.to_string().contains("DeploymentActive"), "{second}");
+    assert_eq!(emu.state()["deploymentsStarted"], 2);
+}

@@ -213,6 +213,51 @@ impl PipelineRun {
     }
 }
 
+/// Read-only properties Data Factory adds to a factory; what-if does not compare them.
+pub const FACTORY_READ_ONLY: [&str; 3] = ["provisioningState", "createTime", "version"];
+
+fn quoted_etag() -> String {
+    format!("\"{}\"", clock::guid())
+}
+
+/// A Data Factory resource (a factory or one of its objects) as Data Factory stores and
+/// answers it, from what a client or a template wrote: its own name (`pipeline`, not
+/// `factory/pipeline`), a fresh etag on every write, and for a factory `provisioningState`,
+/// `createTime` (kept from `existing`) and `version`.
+pub fn stored(id: &str, resource_type: &str, body: &Value, existing: Option<&Value>) -> Value {
+    let name = id.rsplit('/').next().unwrap_or_default();
+    let mut value = json!({"id": id, "name": name, "type": resource_type});
+    let mut properties = body.get("properties").cloned().unwrap_or_else(|| json!({}));
+    if resource_type.eq_ignore_ascii_case("Microsoft.DataFactory/factories") {
+        for k in ["location", "tags", "identity"] {
+            if let Some(v) = body.get(k).filter(|v| !v.is_null()) {
+                value[k] = v.clone();
+            }
+        }
+        let created = existing
+            .and_then(|e| e["properties"]["createTime"].as_str())
+            .map_or_else(|| clock::iso(clock::now_ms()), str::to_owned);
+        if let Some(p) = properties.as_object_mut() {
+            p.insert("provisioningState".into(), json!("Succeeded"));
+            p.insert("createTime".into(), json!(created));
+            p.insert("version".into(), json!("2018-06-01"));
+        }
+        value["properties"] = properties;
+        value["eTag"] = json!(quoted_etag());
+    } else {
+        value["properties"] = properties;
+        value["etag"] = json!(quoted_etag());
+    }
+    value
+}
+
+/// Whether a resource type is Data Factory's.
+pub fn is_adf_type(resource_type: &str) -> bool {
+    resource_type
+        .to_ascii_lowercase()
+        .starts_with("microsoft.datafactory/factories")
+}
+
 fn seg_is(s: &str, lit: &str) -> bool {
     s.eq_ignore_ascii_case(lit)
 }
@@ -377,10 +422,14 @@ pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]
             _ => run_not_found(run_id),
         },
         (&Method::POST, [_]) => {
+            let query = match req.json().and_then(|q| RunQuery::parse(&q)) {
+                Ok(query) => query,
+                Err(reply) => return reply,
+            };
             let runs: Vec<Value> = state
                 .runs
                 .values()
-                .filter(|r| r.factory_id.eq_ignore_ascii_case(&factory_id))
+                .filter(|r| r.factory_id.eq_ignore_ascii_case(&factory_id) && query.matches(r))
                 .map(PipelineRun::to_json)
                 .collect();
             json_reply(StatusCode::OK, json!({"value": runs}))
@@ -391,6 +440,86 @@ pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]
             &format!("The emulator does not serve '{} {}'.", req.method, req.path),
             None,
         ),
+    }
+}
+
+/// A `queryPipelineRuns` body: the `lastUpdated` window (both ends required) and `filters` on
+/// `PipelineName`, `Status` and `RunGroupId` with `Equals`, `NotEquals`, `In`, `NotIn`.
+struct RunQuery {
+    after_ms: u64,
+    before_ms: u64,
+    filters: Vec<(String, bool, Vec<String>)>,
+}
+
+impl RunQuery {
+    fn parse(body: &Value) -> Result<RunQuery, Reply> {
+        let bad =
+            |message: String| adf_error(StatusCode::BAD_REQUEST, "BadRequest", &message, None);
+        let time = |key: &str| -> Result<u64, Reply> {
+            let text = body.get(key).and_then(Value::as_str).ok_or_else(|| {
+                bad(format!(
+                    "The required property '{key}' is missing from the request body."
+                ))
+            })?;
+            clock::parse_iso(text).ok_or_else(|| {
+                bad(format!(
+                    "The value '{text}' of '{key}' is not a valid date time."
+                ))
+            })
+        };
+        let (after_ms, before_ms) = (time("lastUpdatedAfter")?, time("lastUpdatedBefore")?);
+        let mut filters = Vec::new();
+        for f in body
+            .get("filters")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let operand = f.get("operand").and_then(Value::as_str).unwrap_or_default();
+            if !["PipelineName", "Status", "RunGroupId"].contains(&operand) {
+                return Err(bad(format!(
+                    "The emulator does not filter pipeline runs by '{operand}'."
+                )));
+            }
+            let equals = match f.get("operator").and_then(Value::as_str) {
+                Some("Equals" | "In") => true,
+                Some("NotEquals" | "NotIn") => false,
+                other => {
+                    return Err(bad(format!(
+                        "'{}' is not a valid run query filter operator.",
+                        other.unwrap_or_default()
+                    )))
+                }
+            };
+            let values = f
+                .get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            filters.push((operand.to_owned(), equals, values));
+        }
+        Ok(RunQuery {
+            after_ms,
+            before_ms,
+            filters,
+        })
+    }
+
+    fn matches(&self, run: &PipelineRun) -> bool {
+        let in_window =
+            run.last_updated_ms >= self.after_ms && run.last_updated_ms <= self.before_ms;
+        in_window
+            && self.filters.iter().all(|(operand, equals, values)| {
+                let field = match operand.as_str() {
+                    "PipelineName" => run.pipeline_name.as_str(),
+                    "Status" => run.status.as_str(),
+                    _ => run.run_group_id.as_str(),
+                };
+                values.iter().any(|v| v.eq_ignore_ascii_case(field)) == *equals
+            })
     }
 }
 

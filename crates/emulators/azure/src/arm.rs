@@ -209,6 +209,26 @@ pub fn handle(shared: &Shared, req: &Req) -> Reply {
     {
         return list_deployments(shared, None);
     }
+    // Deployment operations also answer without `providers/Microsoft.Resources` at resource
+    // group scope: the path the REST specs (and so the official SDKs) use.
+    if is(0, "resourcegroups")
+        && is(2, "deployments")
+        && is(4, "operations")
+        && (5..=6).contains(&rest.len())
+        && req.method == Method::GET
+    {
+        return deployment(
+            shared,
+            req,
+            Scope::ResourceGroup(rest[1].to_string()),
+            rest[3],
+            &rest[4..],
+        );
+    }
+    if is(0, "resourcegroups") && is(2, "providers") && rest.len() == 5 {
+        // A resource group's resources of one type (e.g. its data factories).
+        return resource(shared, req, rest[1], &rest[3..]);
+    }
     if is(0, "resourcegroups") && is(2, "providers") && rest.len() >= 6 {
         let rg = rest[1];
         if is(3, "Microsoft.Resources") && is(4, "deployments") {
@@ -766,9 +786,14 @@ fn create_deployment(
         output_resources: Vec::new(),
         start_ms: clock::now_ms(),
         end_ms: None,
-        correlation_id: clock::guid(),
+        // ARM records the client's correlation id, when it sends one, as the deployment's.
+        correlation_id: req
+            .header("x-ms-correlation-request-id")
+            .filter(|c| !c.is_empty())
+            .map_or_else(clock::guid, str::to_owned),
     };
     state.deployments.insert(key.clone(), deployment);
+    state.deployments_started += 1;
     state.deployment_operations.insert(op.clone(), key.clone());
     if shared.opts.operation_steps == 0 {
         complete(shared, state, &key);
@@ -883,7 +908,13 @@ fn complete(shared: &Shared, state: &mut State, key: &str) {
                 state.resource_groups.insert(rg_key, value);
             }
         } else {
-            existed = state.resources.insert(rid, r.body.clone()).is_some();
+            let body = if crate::adf::is_adf_type(&r.resource_type) {
+                let existing = state.resources.get(&rid);
+                crate::adf::stored(&r.id, &r.resource_type, &r.body, existing)
+            } else {
+                r.body.clone()
+            };
+            existed = state.resources.insert(rid, body).is_some();
         }
         d.output_resources.push(r.id.clone());
         let code = if existed { "OK" } else { "Created" };
@@ -990,11 +1021,24 @@ fn list_operations(shared: &Shared, req: &Req, d: &Deployment) -> Reply {
 /// The parts of a resource what-if compares.
 fn comparable(resource: &Value) -> Value {
     let mut out = Map::new();
+    // A child resource's name compares by its own segment: templates write `parent/child`,
+    // some providers (Data Factory) answer `child`. `apiVersion` is how it was written, not
+    // what it is.
+    if let Some(name) = resource.get("name").and_then(Value::as_str) {
+        out.insert(
+            "name".into(),
+            json!(name.rsplit('/').next().unwrap_or(name)),
+        );
+    }
+    let read_only: &[&str] = match resource.get("type").and_then(Value::as_str) {
+        Some(t) if t.eq_ignore_ascii_case("Microsoft.DataFactory/factories") => {
+            &crate::adf::FACTORY_READ_ONLY
+        }
+        _ => &[],
+    };
     for key in [
         "id",
-        "name",
         "type",
-        "apiVersion",
         "location",
         "tags",
         "sku",
@@ -1002,7 +1046,15 @@ fn comparable(resource: &Value) -> Value {
         "properties",
     ] {
         if let Some(v) = resource.get(key).filter(|v| !v.is_null()) {
-            out.insert(key.to_string(), v.clone());
+            let mut v = v.clone();
+            if key == "properties" {
+                if let Some(p) = v.as_object_mut() {
+                    read_only.iter().for_each(|k| {
+                        p.remove(*k);
+                    });
+                }
+            }
+            out.insert(key.to_string(), v);
         }
     }
     Value::Object(out)
@@ -1162,6 +1214,9 @@ fn resource(shared: &Shared, req: &Req, rg: &str, provider_path: &[&str]) -> Rep
         return rg_not_found(rg);
     };
     let rg_name = group["name"].as_str().unwrap_or(rg).to_string();
+    if provider_path.len() % 2 == 0 && req.method == Method::GET {
+        return list_resources(shared, &state, &rg_name, provider_path);
+    }
     if provider_path.len() < 3 || provider_path.len() % 2 == 0 {
         return not_found_path(req);
     }
@@ -1181,6 +1236,33 @@ fn resource(shared: &Shared, req: &Req, rg: &str, provider_path: &[&str]) -> Rep
             Some(v) => json_reply(StatusCode::OK, v.clone()),
             None => resource_not_found(&resource_type, &name, &rg_name),
         },
+        Method::PUT if crate::adf::is_adf_type(&resource_type) => {
+            let body = match req.json() {
+                Ok(b) => b,
+                Err(reply) => return reply,
+            };
+            // A factory's objects need the factory.
+            if names.len() > 1 {
+                let factory_id = format!(
+                    "/subscriptions/{}/resourceGroups/{rg_name}/providers/{ns}/factories/{}",
+                    shared.opts.subscription_id, names[0]
+                );
+                if !state
+                    .resources
+                    .contains_key(&factory_id.to_ascii_lowercase())
+                {
+                    return resource_not_found(
+                        "Microsoft.DataFactory/factories",
+                        names[0],
+                        &rg_name,
+                    );
+                }
+            }
+            let value = crate::adf::stored(&id, &resource_type, &body, state.resources.get(&key));
+            state.resources.insert(key, value.clone());
+            // Data Factory answers 200 to a create as to an update.
+            json_reply(StatusCode::OK, value)
+        }
         Method::PUT => {
             let body = match req.json() {
                 Ok(b) => b,
@@ -1216,6 +1298,44 @@ fn resource(shared: &Shared, req: &Req, rg: &str, provider_path: &[&str]) -> Rep
         }
         _ => not_found_path(req),
     }
+}
+
+/// `GET …/providers/{ns}/{type}` (a resource group's resources of a type) or
+/// `GET …/{type}/{name}/{child type}` (a resource's children, e.g. a factory's pipelines).
+fn list_resources(shared: &Shared, state: &State, rg_name: &str, provider_path: &[&str]) -> Reply {
+    let collection = format!(
+        "/subscriptions/{}/resourcegroups/{}/providers/{}/",
+        shared.opts.subscription_id,
+        rg_name,
+        provider_path.join("/")
+    )
+    .to_ascii_lowercase();
+    if provider_path.len() > 2 {
+        let parent = collection[..collection.len() - 1]
+            .rsplit_once('/')
+            .map_or("", |(p, _)| p);
+        if !state.resources.contains_key(parent) {
+            let names: Vec<&str> = provider_path[2..].iter().step_by(2).copied().collect();
+            let types: Vec<&str> = provider_path[1..provider_path.len() - 1]
+                .iter()
+                .step_by(2)
+                .copied()
+                .collect();
+            return resource_not_found(
+                &format!("{}/{}", provider_path[0], types.join("/")),
+                &names.join("/"),
+                rg_name,
+            );
+        }
+    }
+    let value: Vec<Value> = state
+        .resources
+        .range(collection.clone()..)
+        .take_while(|(id, _)| id.starts_with(&collection))
+        .filter(|(id, _)| !id[collection.len()..].contains('/'))
+        .map(|(_, v)| v.clone())
+        .collect();
+    json_reply(StatusCode::OK, json!({ "value": value }))
 }
 
 pub fn resource_not_found(resource_type: &str, name: &str, rg: &str) -> Reply {

@@ -36,6 +36,43 @@ fn parts(ms: u64) -> (i64, u32, u32, u64, u64, u64, u64) {
     (y, mo, d, rem / 3600, (rem % 3600) / 60, rem % 60, ms % 1000)
 }
 
+/// Days since 1970-01-01 of a civil date (the inverse of [`civil`]).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC time (`2024-05-01T10:00:00.123Z`, any
+/// number of fractional digits, `Z` or `+00:00`), as clients send Data Factory query bounds.
+pub fn parse_iso(text: &str) -> Option<u64> {
+    let text = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(str::parse::<u32>);
+    let (y, mo, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.splitn(3, ':').map(str::parse::<u64>);
+    let (h, mi, sec) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let ms = frac
+        .chars()
+        .chain("000".chars())
+        .take(3)
+        .collect::<String>()
+        .parse::<u64>()
+        .ok()?;
+    let days = u64::try_from(days_from_civil(i64::from(y), mo, day)).ok()?;
+    Some(((days * 86_400 + h * 3600 + mi * 60 + sec) * 1000) + ms)
+}
+
 /// ISO 8601 with seven fractional digits, as ARM and Data Factory print them:
 /// `2024-05-01T10:00:00.1230000Z`.
 pub fn iso(ms: u64) -> String {
@@ -92,6 +129,20 @@ mod tests {
         // Leap day.
         assert_eq!(iso(951_782_400_000), "2000-02-29T00:00:00.0000000Z");
         assert_eq!(duration(1234), "PT1.234S");
+    }
+
+    #[test]
+    fn parses_what_it_prints() {
+        for ms in [0, 1_709_251_199_123, 951_782_400_000] {
+            assert_eq!(parse_iso(&iso(ms)), Some(ms));
+        }
+        assert_eq!(
+            parse_iso("2000-02-29T00:00:00+00:00"),
+            Some(951_782_400_000)
+        );
+        assert_eq!(parse_iso("2000-02-29T00:00:00.5Z"), Some(951_782_400_500));
+        assert_eq!(parse_iso("2000-02-29 00:00:00Z"), None);
+        assert_eq!(parse_iso("2000-13-01T00:00:00Z"), None);
     }
 
     #[test]

@@ -23,8 +23,10 @@
 //! | agent OIDC token (workload identity federation) | `POST /oidc?api-version=7.1&serviceConnectionId=…` |
 //! | managed identity, IMDS style | `GET /metadata/identity/oauth2/token?api-version=…&resource=…`, header `Metadata: true` |
 //! | managed identity, App Service style | `GET /msi/token?…`, header `X-IDENTITY-HEADER` (Azure SDKs and our `azure` crate use it when `IDENTITY_ENDPOINT` and `IDENTITY_HEADER` are set) |
-//! | ARM | `/subscriptions/…`, `/providers/Microsoft.Management/managementGroups/…` |
+//! | ARM | `/subscriptions/…`, `/providers/Microsoft.Management/managementGroups/…` (deployment operations also at `…/resourcegroups/{rg}/deployments/{name}/operations`, the path the SDKs use) |
+//! | Data Factory objects | `…/providers/Microsoft.DataFactory/factories/{f}[/{type}/{name}]`: PUT answers 200 with the object's own name and an etag (a factory adds `provisioningState`, `createTime`, `version`); GET, list, DELETE |
 //! | emulator state (not an Azure API, no auth) | `GET /emulator/state` |
+//! | fault rules (not an Azure API, no auth) | `GET`, `POST`, `DELETE /emulator/faults` |
 //!
 //! # Time
 //!
@@ -50,6 +52,14 @@
 //!   `"emulatorFailure": {"errorCode", "message", "failureType"}`, or a `Fail` activity, fails the
 //!   run with that error; the run parameter `emulatorFail` = `true` fails the first activity.
 //!
+//! # Faults
+//!
+//! [`Options::faults`] (the binary's `--fault`) and `POST /emulator/faults` set
+//! [`emulator_faults`] rules: a matching request gets an error status with ARM's error body
+//! (`429 SubscriptionRequestsThrottled`, `503 ServiceUnavailable`, … with `Retry-After`) or its
+//! connection closed unanswered, before or after the request took effect. The emulator state's
+//! `deploymentsStarted` and `pipelineRuns` show what took effect.
+//!
 //! Error codes and messages were taken from the Azure SDKs and from errors users reported; a few
 //! the emulator could not confirm are marked in the code (cancel of a finished deployment or
 //! run, an unknown ADF pipeline).
@@ -73,8 +83,9 @@ use std::{
 };
 
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
+pub use emulator_faults::{Action as FaultAction, DropMode, Rule as FaultRule};
 pub use entra::DATABRICKS_RESOURCE;
 
 /// Configuration; [`Options::default`] holds fixed test values.
@@ -114,6 +125,9 @@ pub struct Options {
     pub ca_out: Option<PathBuf>,
     /// 0: any free port.
     pub port: u16,
+    /// Fault rules active from the start (more can be set at run time through
+    /// `POST /emulator/faults`).
+    pub faults: Vec<FaultRule>,
 }
 
 impl Default for Options {
@@ -139,6 +153,7 @@ impl Default for Options {
             factories: Vec::new(),
             ca_out: None,
             port: 0,
+            faults: Vec::new(),
         }
     }
 }
@@ -173,6 +188,8 @@ pub(crate) struct Shared {
     pub opts: Options,
     pub url: String,
     state: Mutex<state::State>,
+    /// Fault rules (`--fault`, `/emulator/faults`); they have their own lock.
+    pub faults: emulator_faults::Rules,
 }
 
 impl Shared {
@@ -227,6 +244,7 @@ async fn launch(
         opts: opts.clone(),
         url: url.clone(),
         state: Mutex::new(state::State::default()),
+        faults: emulator_faults::Rules::new(opts.faults.clone()),
     });
     seed(&shared);
     let listener = tls::TlsListener::new(tcp, certificates.server_config)?;
@@ -234,11 +252,24 @@ async fn launch(
         .fallback(router::serve)
         .with_state(shared.clone());
     let server = async move {
-        let serve = axum::serve(listener, app);
+        // Our own accept loop (not axum::serve): a fault rule may close a connection unanswered.
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut listener = listener;
+        let accept = async {
+            loop {
+                let (io, _) = axum::serve::Listener::accept(&mut listener).await;
+                let mut stop = stop_rx.clone();
+                let stopped = async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                };
+                tokio::spawn(emulator_faults::serve_connection(io, app.clone(), stopped));
+            }
+        };
         tokio::select! {
-            _ = serve => {}
+            _ = accept => {}
             _ = shutdown => {}
         }
+        let _ = stop_tx.send(true);
     };
     Ok((
         Started {
@@ -263,27 +294,25 @@ fn seed(shared: &Shared) {
             "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.DataFactory/factories/{}",
             shared.opts.subscription_id, f.resource_group, f.name
         );
-        state.resources.insert(
-            factory_id.to_ascii_lowercase(),
-            json!({
-                "id": factory_id,
-                "name": f.name,
-                "type": "Microsoft.DataFactory/factories",
-                "location": f.location,
-                "properties": {"provisioningState": "Succeeded"},
-            }),
+        let factory_type = "Microsoft.DataFactory/factories";
+        let factory = adf::stored(
+            &factory_id,
+            factory_type,
+            &json!({"location": f.location}),
+            None,
         );
+        state
+            .resources
+            .insert(factory_id.to_ascii_lowercase(), factory);
         for p in &f.pipelines {
             let id = format!("{factory_id}/pipelines/{}", p.name);
-            state.resources.insert(
-                id.to_ascii_lowercase(),
-                json!({
-                    "id": id,
-                    "name": format!("{}/{}", f.name, p.name),
-                    "type": "Microsoft.DataFactory/factories/pipelines",
-                    "properties": p.properties,
-                }),
+            let pipeline = adf::stored(
+                &id,
+                "Microsoft.DataFactory/factories/pipelines",
+                &json!({"properties": p.properties}),
+                None,
             );
+            state.resources.insert(id.to_ascii_lowercase(), pipeline);
         }
     }
 }
@@ -385,6 +414,16 @@ impl Emulator {
     }
 
     /// The options the emulator runs with.
+    /// The fault rules still active, with what is left of their offset and times.
+    pub fn fault_rules(&self) -> Vec<FaultRule> {
+        self.shared.faults.active()
+    }
+
+    /// Adds a fault rule, as `POST /emulator/faults` does.
+    pub fn add_fault(&self, rule: FaultRule) {
+        self.shared.faults.add(rule);
+    }
+
     pub fn options(&self) -> &Options {
         &self.shared.opts
     }

@@ -10,6 +10,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+use emulator_faults::{Action as FaultAction, ConnectionKill, DropMode, Rule};
+use serde_json::{json as json_value, Value};
+
 use crate::{
     arm, entra,
     http::{json, Reply, Req},
@@ -22,6 +25,62 @@ pub async fn serve(State(shared): State<Arc<Shared>>, request: Request<Body>) ->
     if !shared.opts.latency.is_zero() {
         tokio::time::sleep(shared.opts.latency).await;
     }
+    let path = request.uri().path();
+    let is_emulator_api = path.eq_ignore_ascii_case("/emulator/state")
+        || path.eq_ignore_ascii_case("/emulator/faults");
+    let fault = if is_emulator_api {
+        None
+    } else {
+        shared.faults.check(request.method().as_str(), path)
+    };
+    let kill = ConnectionKill::of(&request);
+    match (fault, kill) {
+        (
+            Some(FaultAction::Status {
+                status,
+                retry_after_secs,
+            }),
+            _,
+        ) => fault_reply(status, retry_after_secs).into_response(),
+        (Some(FaultAction::Drop(mode)), Some(kill)) => {
+            if mode == DropMode::After {
+                // The request takes effect; its answer is lost.
+                drop(handle(&shared, request).await);
+            }
+            match kill.close().await {}
+        }
+        _ => handle(&shared, request).await,
+    }
+}
+
+/// A status fault as ARM answers it: the error envelope, `Retry-After` when the rule has one.
+fn fault_reply(status: u16, retry_after_secs: Option<u64>) -> Reply {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let (code, message) = match status {
+        StatusCode::TOO_MANY_REQUESTS => (
+            "SubscriptionRequestsThrottled",
+            "Number of requests for subscription exceeded the limit. Please try again after the time in the Retry-After header.",
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "ServiceUnavailable",
+            "The service is temporarily unavailable. Please try again later.",
+        ),
+        StatusCode::INTERNAL_SERVER_ERROR => (
+            "InternalServerError",
+            "Encountered internal server error. Please try again.",
+        ),
+        StatusCode::BAD_GATEWAY => ("BadGateway", "The gateway did not receive a response in time."),
+        StatusCode::GATEWAY_TIMEOUT => ("GatewayTimeout", "The gateway did not receive a response within the specified time period."),
+        _ => (status.canonical_reason().unwrap_or("Error"), "The emulator's fault rule answered this request."),
+    };
+    let mut reply = crate::http::arm_error(status, code, message);
+    if let Some(secs) = retry_after_secs {
+        reply = reply.header("Retry-After", secs.to_string());
+    }
+    reply
+}
+
+async fn handle(shared: &Shared, request: Request<Body>) -> Response {
     let (parts, body) = request.into_parts();
     let body = match to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
@@ -35,7 +94,7 @@ pub async fn serve(State(shared): State<Arc<Shared>>, request: Request<Body>) ->
         body,
     );
     shared.lock().requests += 1;
-    route(&shared, &req).into_response()
+    route(shared, &req).into_response()
 }
 
 fn route(shared: &Shared, req: &Req) -> Reply {
@@ -44,6 +103,9 @@ fn route(shared: &Shared, req: &Req) -> Reply {
     let method = &req.method;
     if n == 2 && is(0, "emulator") && is(1, "state") && method == Method::GET {
         return json(StatusCode::OK, shared.lock().snapshot());
+    }
+    if n == 2 && is(0, "emulator") && is(1, "faults") {
+        return faults(shared, req);
     }
     if n == 4 && is(1, "oauth2") && is(2, "v2.0") && is(3, "token") && method == Method::POST {
         return entra::token(shared, req);
@@ -77,4 +139,42 @@ fn route(shared: &Shared, req: &Req) -> Reply {
         "NotFound",
         &format!("The emulator does not serve '{} {}'.", req.method, req.path),
     )
+}
+
+/// `GET /emulator/faults` lists the active rules, `POST` adds one (or an array of them),
+/// `DELETE` clears them all.
+fn faults(shared: &Shared, req: &Req) -> Reply {
+    match req.method {
+        Method::GET => json(StatusCode::OK, shared.faults.to_json()),
+        Method::DELETE => {
+            shared.faults.clear();
+            json(StatusCode::OK, shared.faults.to_json())
+        }
+        Method::POST => {
+            let body = match req.json() {
+                Ok(body) => body,
+                Err(reply) => return reply,
+            };
+            let items = match body {
+                Value::Array(items) => items,
+                one => vec![one],
+            };
+            let rules: Result<Vec<Rule>, String> = items.iter().map(Rule::from_json).collect();
+            match rules {
+                Ok(rules) => {
+                    rules.into_iter().for_each(|r| shared.faults.add(r));
+                    json(StatusCode::OK, shared.faults.to_json())
+                }
+                Err(message) => json(
+                    StatusCode::BAD_REQUEST,
+                    json_value!({"error": {"code": "InvalidFaultRule", "message": message}}),
+                ),
+            }
+        }
+        _ => crate::http::arm_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "/emulator/faults answers GET, POST and DELETE.",
+        ),
+    }
 }

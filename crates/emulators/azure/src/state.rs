@@ -56,6 +56,9 @@ pub struct State {
     /// Key: run id.
     pub runs: BTreeMap<String, PipelineRun>,
     pub requests: u64,
+    /// Deployment PUTs that started a deployment (a replaced one counts again), so a test can
+    /// tell that a retry did not start a second one.
+    pub deployments_started: u64,
 }
 
 impl State {
@@ -63,6 +66,7 @@ impl State {
     pub fn snapshot(&self) -> Value {
         json!({
             "requests": self.requests,
+            "deploymentsStarted": self.deployments_started,
             "tokensIssued": self.tokens_issued,
             "oidcTokensIssued": self.oidc_tokens_issued,
             // Who got which token; the token strings themselves are secrets and stay out.

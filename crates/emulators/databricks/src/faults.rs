@@ -1,4 +1,5 @@
-//! Fault injection: latency, per-endpoint rate limits, 503s and dropped connections.
+//! Fault injection: latency, per-endpoint rate limits, 503s and dropped connections at random,
+//! and the fault rules shared with the Azure emulator ([`emulator_faults`]), checked first.
 //!
 //! Every random decision comes from one seeded generator so a test that sets
 //! `Options::seed` sees the same sequence of faults on every run (given the same
@@ -8,29 +9,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// When a dropped connection is closed, relative to the request's processing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DropMode {
-    /// Close before the request reaches its handler: nothing happened server-side.
-    #[default]
-    Before,
-    /// Process the request, then close without answering: the client cannot tell
-    /// whether its (possibly mutating) request took effect.
-    After,
-}
-
-impl std::str::FromStr for DropMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "before" => Ok(DropMode::Before),
-            "after" => Ok(DropMode::After),
-            other => Err(format!(
-                "drop mode must be 'before' or 'after', not '{other}'"
-            )),
-        }
-    }
-}
+pub use emulator_faults::DropMode;
+use emulator_faults::{Action, Rule, Rules};
 
 /// A token bucket that refills `rate` tokens per second up to a burst of `rate`.
 #[derive(Debug)]
@@ -69,7 +49,14 @@ impl Bucket {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Serve,
-    RateLimited { retry_after_secs: u64 },
+    /// A fault rule's status.
+    Status {
+        status: u16,
+        retry_after_secs: Option<u64>,
+    },
+    RateLimited {
+        retry_after_secs: u64,
+    },
     Unavailable,
     Drop(DropMode),
 }
@@ -83,6 +70,8 @@ pub struct Faults {
     drop_mode: DropMode,
     rng: Mutex<fastrand::Rng>,
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// `--fault` and `/emulator/faults` rules.
+    pub rules: Rules,
 }
 
 impl Faults {
@@ -93,6 +82,7 @@ impl Faults {
         drop_fraction: f64,
         drop_mode: DropMode,
         seed: u64,
+        rules: Vec<Rule>,
     ) -> Self {
         let buckets = rate_limits
             .iter()
@@ -105,6 +95,7 @@ impl Faults {
             drop_mode,
             rng: Mutex::new(fastrand::Rng::with_seed(seed)),
             buckets: Mutex::new(buckets),
+            rules: Rules::new(rules),
         }
     }
 
@@ -112,8 +103,22 @@ impl Faults {
         self.latency
     }
 
-    /// Decides the fate of a request to `keys` (its short and its long endpoint key).
-    pub fn judge(&self, keys: &[&str]) -> Verdict {
+    /// Decides the fate of a `method` request to `path`, whose endpoint keys (short and long)
+    /// are `keys`: a fault rule first, then rate limits, then the random faults.
+    pub fn judge(&self, method: &str, path: &str, keys: &[&str]) -> Verdict {
+        match self.rules.check(method, path) {
+            Some(Action::Status {
+                status,
+                retry_after_secs,
+            }) => {
+                return Verdict::Status {
+                    status,
+                    retry_after_secs,
+                }
+            }
+            Some(Action::Drop(mode)) => return Verdict::Drop(mode),
+            None => {}
+        }
         if let Ok(mut buckets) = self.buckets.lock() {
             let now = Instant::now();
             for key in keys {
@@ -158,13 +163,55 @@ mod tests {
     #[test]
     fn same_seed_same_faults() {
         let limits = HashMap::new();
-        let a = Faults::new(Duration::ZERO, &limits, 0.3, 0.3, DropMode::After, 7);
-        let b = Faults::new(Duration::ZERO, &limits, 0.3, 0.3, DropMode::After, 7);
-        let seq_a: Vec<_> = (0..50).map(|_| a.judge(&["x"])).collect();
-        let seq_b: Vec<_> = (0..50).map(|_| b.judge(&["x"])).collect();
+        let a = Faults::new(
+            Duration::ZERO,
+            &limits,
+            0.3,
+            0.3,
+            DropMode::After,
+            7,
+            Vec::new(),
+        );
+        let b = Faults::new(
+            Duration::ZERO,
+            &limits,
+            0.3,
+            0.3,
+            DropMode::After,
+            7,
+            Vec::new(),
+        );
+        let seq_a: Vec<_> = (0..50).map(|_| a.judge("GET", "/x", &["x"])).collect();
+        let seq_b: Vec<_> = (0..50).map(|_| b.judge("GET", "/x", &["x"])).collect();
         assert_eq!(seq_a, seq_b);
         assert!(seq_a.contains(&Verdict::Unavailable));
         assert!(seq_a.contains(&Verdict::Drop(DropMode::After)));
         assert!(seq_a.contains(&Verdict::Serve));
+    }
+
+    #[test]
+    fn rules_come_before_random_faults() {
+        let limits = HashMap::new();
+        let rules = vec!["POST /api/2.1/jobs/runs/submit 500 times=1"
+            .parse()
+            .unwrap()];
+        let f = Faults::new(
+            Duration::ZERO,
+            &limits,
+            0.0,
+            0.0,
+            DropMode::Before,
+            0,
+            rules,
+        );
+        let submit = |f: &Faults| f.judge("POST", "/api/2.1/jobs/runs/submit", &["runs/submit"]);
+        assert_eq!(
+            submit(&f),
+            Verdict::Status {
+                status: 500,
+                retry_after_secs: None
+            }
+        );
+        assert_eq!(submit(&f), Verdict::Serve);
     }
 }

@@ -11,7 +11,8 @@
 //!
 //! It is not Databricks: no Spark, no clusters that compute, no permissions, no
 //! DBFS, no archives (DBC/HTML imports are stored and returned as they came),
-//! no `%run`. `GET /emulator/state` (not part of the real API) dumps everything.
+//! no `%run`. `GET /emulator/state` (not part of the real API) dumps everything;
+//! `GET`/`POST`/`DELETE /emulator/faults` list, add and clear fault rules ([`FaultRule`]).
 //!
 //! # Authentication
 //!
@@ -48,6 +49,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+pub use emulator_faults::Rule as FaultRule;
 pub use error::ApiError;
 pub use faults::DropMode;
 pub use jobs::RunFault;
@@ -78,6 +80,9 @@ pub struct Options {
     pub drop_mode: DropMode,
     /// Seed of the generator behind every random fault.
     pub seed: u64,
+    /// Fault rules (`METHOD /path` → a status or a dropped connection), checked before the
+    /// random faults; more can be set at run time through `POST /emulator/faults`.
+    pub fault_rules: Vec<FaultRule>,
     /// How long a task that is not run for real (non-Python, no interpreter) takes.
     pub non_python_run_delay: Duration,
     /// How long a run stays PENDING (cluster setup) before it runs.
@@ -110,6 +115,7 @@ impl Default for Options {
             drop_fraction: 0.0,
             drop_mode: DropMode::Before,
             seed: 0,
+            fault_rules: Vec::new(),
             non_python_run_delay: Duration::from_millis(200),
             run_pending: Duration::from_millis(100),
             run_terminating: Duration::from_millis(50),
@@ -246,6 +252,7 @@ async fn launch(opts: Options, shutdown: watch::Receiver<bool>) -> io::Result<Ar
             opts.drop_fraction,
             opts.drop_mode,
             opts.seed,
+            opts.fault_rules.clone(),
         ),
         workspace: Mutex::new(workspace::Workspace::new(&opts.user_name, now)),
         jobs: Mutex::new(jobs::Jobs::new()),

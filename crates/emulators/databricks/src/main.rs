@@ -10,13 +10,17 @@ use databricks_emulator::{Emulator, Options};
 
 const USAGE: &str = "usage: databricks-emulator [--port N] [--token T]... [--latency-ms L]
        [--rate-limit ENDPOINT=PER_SECOND]... [--fail-503 FRACTION] [--drop FRACTION]
-       [--drop-mode before|after] [--seed S] [--python PATH | --no-python]
+       [--drop-mode before|after] [--seed S] [--fault RULE]... [--python PATH | --no-python]
        [--cluster ID]... [--terminated-cluster ID]... [--run-delay-ms MS]
        [--run-fault fail|timeout|internal-error] [--user NAME]
 
 Serves a local Databricks workspace on 127.0.0.1 and prints its base URL as the
 first line of stdout. ENDPOINT is a key such as import, export, runs/submit, runs/get.
-GET /emulator/state dumps the workspace, runs and request counts.";
+RULE: 'METHOD /path STATUS|drop-before|drop-after [retry-after=S] [offset=N] [times=N]'
+(* matches anything), e.g. --fault 'POST /api/2.1/jobs/runs/submit drop-after times=1';
+rules are checked before the random faults.
+GET /emulator/state dumps the workspace, runs and request counts; GET/POST/DELETE
+/emulator/faults list, add (JSON) and clear fault rules.";
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut opts = Options::default();
@@ -72,6 +76,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     .parse()
                     .map_err(|_| format!("--seed: '{v}' is not an integer"))?;
             }
+            "--fault" => opts.fault_rules.push(
+                value()?
+                    .parse()
+                    .map_err(|e: String| format!("--fault: {e}"))?,
+            ),
             "--python" => opts.python = Some(PathBuf::from(value()?)),
             "--no-python" => opts.python = Some(PathBuf::new()),
             "--cluster" => {
@@ -172,6 +181,18 @@ mod tests {
         assert_eq!(o.python, Some(PathBuf::new()));
         assert_eq!(o.clusters, vec!["c1", "c2"]);
         assert_eq!(o.run_fault, Some(databricks_emulator::RunFault::Timeout));
+    }
+
+    #[test]
+    fn parses_fault_rules() {
+        let o =
+            parse_args(&["--fault".to_string(), "POST /api/* 503 times=2".to_string()]).unwrap();
+        assert_eq!(
+            o.fault_rules,
+            vec!["POST /api/* 503 times=2".parse().unwrap()]
+        );
+        let bad = parse_args(&["--fault".to_string(), "POST /api/* 200".to_string()]);
+        assert!(bad.unwrap_err().starts_with("--fault: "));
     }
 
     #[test]

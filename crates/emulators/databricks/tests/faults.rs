@@ -263,3 +263,68 @@ fn blocking_start_serves_sync_callers_and_stops_on_drop() {
         "stopped listening"
     );
 }
+
+#[tokio::test]
+async fn fault_rules_answer_statuses_and_drop_after_the_work_was_done() {
+    let (emu, c) = start(Options {
+        fault_rules: vec![
+            "POST /api/2.0/workspace/mkdirs 503 retry-after=4 offset=1 times=1"
+                .parse()
+                .unwrap(),
+        ],
+        ..options()
+    })
+    .await;
+    let mkdirs = |path: &'static str| c.post("/api/2.0/workspace/mkdirs", json!({"path": path}));
+    assert_eq!(mkdirs("/a").await.0, 200);
+    let r = c
+        .http
+        .post(format!("{}/api/2.0/workspace/mkdirs", c.base))
+        .bearer_auth(common::TOKEN)
+        .json(&json!({"path": "/b"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "4");
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["error_code"], "TEMPORARILY_UNAVAILABLE");
+    assert_eq!(mkdirs("/c").await.0, 200);
+
+    // At run time: the next import takes effect, but its answer is lost.
+    let (s, listed) = c
+        .post(
+            "/emulator/faults",
+            json!({"pattern": "POST /api/2.0/workspace/import", "drop": "after", "times": 1}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(listed["rules"][0]["drop"], "after");
+    let lost = c
+        .http
+        .post(format!("{}/api/2.0/workspace/import", c.base))
+        .bearer_auth(common::TOKEN)
+        .json(&json!({"path": "/c/n", "format": "RAW", "content": b64("x")}))
+        .send()
+        .await;
+    assert!(lost.is_err(), "{lost:?}");
+    let (s, _) = c
+        .get("/api/2.0/workspace/get-status", &[("path", "/c/n")])
+        .await;
+    assert_eq!(s, 200, "the import took effect");
+    let (s, _) = c
+        .post(
+            "/emulator/faults",
+            json!({"pattern": "GET /x", "drop": "later"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let cleared = c
+        .http
+        .delete(format!("{}/emulator/faults", c.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.status(), 200);
+    assert_eq!(emu.request_count("mkdirs"), 3);
+}

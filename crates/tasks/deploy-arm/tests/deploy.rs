@@ -126,8 +126,8 @@ fn seed_step_with_v2_inputs_deploys_the_data_factory() {
         "the resource group was created"
     );
     let all = resources(&env);
-    let pipeline = resource_named(&all, "devops-ds-adf/data-ingestion-pipeline")
-        .expect("the pipeline is deployed");
+    let pipeline =
+        resource_named(&all, "data-ingestion-pipeline").expect("the pipeline is deployed");
     assert_eq!(
         pipeline["properties"]["variables"]["data_file_name"]["defaultValue"],
         "qa_driver_data.csv"

@@ -253,3 +253,74 @@ async fn a_seeded_pipeline_succeeds_fails_on_request_and_cancels() {
     assert_eq!(unknown_run.status, StatusCode::NOT_FOUND);
     assert_eq!(arm.emu.state()["pipelineRuns"].as_array().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn factories_and_pipelines_answer_as_data_factory_does() {
+    let arm = Arm::start(fast()).await;
+    arm.put_rg("rg-objects").await;
+    let factory = format!(
+        "{}/resourceGroups/rg-objects/providers/Microsoft.DataFactory/factories/objs",
+        arm.sub()
+    );
+    // A factory's object needs its factory.
+    let orphan = arm
+        .call(
+            Method::PUT,
+            &format!("{factory}/pipelines/p?{ADF_API}"),
+            Some(json!({"properties": {"activities": []}})),
+        )
+        .await;
+    assert_eq!(orphan.status, StatusCode::NOT_FOUND);
+    let mut etags = Vec::new();
+    for _ in 0..2 {
+        let put = arm
+            .call(
+                Method::PUT,
+                &format!("{factory}?{ADF_API}"),
+                Some(json!({"location": "westeurope", "properties": {}})),
+            )
+            .await;
+        // 200 on create and on update, never 201.
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+        let p = &put.body["properties"];
+        assert_eq!(p["provisioningState"], "Succeeded");
+        assert_eq!(p["version"], "2018-06-01");
+        assert!(p["createTime"].is_string());
+        etags.push((put.body["eTag"].clone(), p["createTime"].clone()));
+    }
+    assert_ne!(etags[0].0, etags[1].0, "a new etag on every write");
+    assert_eq!(etags[0].1, etags[1].1, "createTime stays");
+    let pipeline = arm
+        .call(
+            Method::PUT,
+            &format!("{factory}/pipelines/ingest?{ADF_API}"),
+            Some(json!({"properties": {"activities": [{"name": "W", "type": "Wait", "typeProperties": {"waitTimeInSeconds": 1}}]}})),
+        )
+        .await;
+    assert_eq!(pipeline.status, StatusCode::OK);
+    assert_eq!(
+        pipeline.body["name"], "ingest",
+        "its own name, not factory/name"
+    );
+    assert!(pipeline.body["etag"].is_string());
+    let list = arm
+        .call(Method::GET, &format!("{factory}/pipelines?{ADF_API}"), None)
+        .await;
+    assert_eq!(list.body["value"][0]["name"], "ingest");
+    let factories = arm
+        .call(
+            Method::GET,
+            &format!(
+                "{}/resourceGroups/rg-objects/providers/Microsoft.DataFactory/factories?{ADF_API}",
+                arm.sub()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        factories.body["value"].as_array().map(Vec::len),
+        Some(1),
+        "the factory, not its pipeline: {}",
+        factories.body
+    );
+}

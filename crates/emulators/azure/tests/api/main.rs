@@ -4,4 +4,5 @@ mod adf;
 mod arm;
 mod common;
 mod entra;
+mod faults;
 mod process;

@@ -18,6 +18,8 @@ fn binary_prints_url_then_ca_path_and_serves() {
             ca.to_str().unwrap(),
             "--latency-ms",
             "1",
+            "--fault",
+            "POST /subscriptions/*/createRun 503 times=2",
         ])
         .stdout(Stdio::piped())
         .spawn()
@@ -35,24 +37,41 @@ fn binary_prints_url_then_ca_path_and_serves() {
         .enable_all()
         .build()
         .unwrap();
-    let state: serde_json::Value = runtime.block_on(async {
+    let (state, faults): (serde_json::Value, serde_json::Value) = runtime.block_on(async {
         let client = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
             .build()
             .unwrap();
-        client
-            .get(format!("{url}/emulator/state"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let get = |path: &'static str| {
+            let request = client.get(format!("{url}{path}"));
+            async move { request.send().await.unwrap().json().await.unwrap() }
+        };
+        (get("/emulator/state").await, get("/emulator/faults").await)
     });
     assert_eq!(state["tokensIssued"], 0);
+    assert_eq!(
+        faults["rules"][0]["pattern"],
+        "POST /subscriptions/*/createRun"
+    );
+    assert_eq!(faults["rules"][0]["times"], 2);
     child.kill().unwrap();
     child.wait().unwrap();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_bad_fault_rule_is_refused_with_its_form() {
+    let out = Command::new(env!("CARGO_BIN_EXE_azure-emulator"))
+        .args(["--fault", "POST /x 200"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--fault: a fault status must be an error status"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("usage: azure-emulator"), "{stderr}");
 }
 
 #[test]

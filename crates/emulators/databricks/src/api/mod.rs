@@ -12,14 +12,14 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::faults::{DropMode, Verdict};
-use crate::server::ConnectionKill;
 use crate::Shared;
+use emulator_faults::{ConnectionKill, Rule};
 
 type App = State<Arc<Shared>>;
 
@@ -57,6 +57,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
             .route(&p("list"), get(clusters::list));
     }
     api.route("/emulator/state", get(state))
+        .route(
+            "/emulator/faults",
+            get(list_faults)
+                .post(add_faults)
+                .merge(delete(clear_faults)),
+        )
         .route("/.well-known/databricks-config", get(not_found))
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
@@ -85,7 +91,8 @@ pub fn endpoint_keys(path: &str) -> (String, String) {
 /// Every API request passes here: count, latency, faults, then authentication.
 async fn gate(State(shared): App, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    if path == "/emulator/state" || path.starts_with("/.well-known/") {
+    if path == "/emulator/state" || path == "/emulator/faults" || path.starts_with("/.well-known/")
+    {
         return next.run(request).await;
     }
     let (short, long) = endpoint_keys(&path);
@@ -94,9 +101,39 @@ async fn gate(State(shared): App, request: Request, next: Next) -> Response {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let kill = request.extensions().get::<ConnectionKill>().cloned();
-    match shared.faults.judge(&[short.as_str(), long.as_str()]) {
+    let kill = ConnectionKill::of(&request);
+    let method = request.method().as_str().to_owned();
+    match shared
+        .faults
+        .judge(&method, &path, &[short.as_str(), long.as_str()])
+    {
         Verdict::Serve => {}
+        Verdict::Status {
+            status,
+            retry_after_secs,
+        } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let code = match status {
+                StatusCode::TOO_MANY_REQUESTS => "REQUEST_LIMIT_EXCEEDED",
+                StatusCode::SERVICE_UNAVAILABLE => "TEMPORARILY_UNAVAILABLE",
+                StatusCode::BAD_REQUEST => "BAD_REQUEST",
+                StatusCode::NOT_FOUND => "NOT_FOUND",
+                StatusCode::CONFLICT => "RESOURCE_CONFLICT",
+                _ => "INTERNAL_ERROR",
+            };
+            let mut response = ApiError::new(
+                status,
+                code,
+                format!("The emulator's fault rule answered {method} {path} with {status}."),
+            )
+            .into_response();
+            if let Some(secs) = retry_after_secs {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            return response;
+        }
         Verdict::RateLimited { retry_after_secs } => {
             let error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -125,8 +162,7 @@ async fn gate(State(shared): App, request: Request, next: Next) -> Response {
                     // Let the request take effect, then lose the answer.
                     let _ = authorized(&shared, request, next).await;
                 }
-                kill.fire();
-                return std::future::pending().await;
+                match kill.close().await {}
             }
         }
     }
@@ -194,6 +230,32 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
 
 async fn state(State(shared): App) -> Json<Value> {
     Json(shared.state())
+}
+
+/// `GET /emulator/faults`: the fault rules still active.
+async fn list_faults(State(shared): App) -> Json<Value> {
+    Json(shared.faults.rules.to_json())
+}
+
+/// `POST /emulator/faults`: adds a rule (or an array of rules) in [`Rule::from_json`]'s form.
+async fn add_faults(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> {
+    let items = match json_body(&body)? {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    let rules = items
+        .iter()
+        .map(Rule::from_json)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::invalid)?;
+    rules.into_iter().for_each(|r| shared.faults.rules.add(r));
+    Ok(Json(shared.faults.rules.to_json()))
+}
+
+/// `DELETE /emulator/faults`: removes every rule.
+async fn clear_faults(State(shared): App) -> Json<Value> {
+    shared.faults.rules.clear();
+    Json(shared.faults.rules.to_json())
 }
 
 async fn me(State(shared): App) -> Json<Value> {

@@ -1,0 +1,267 @@
+"""Conformance of the Azure emulator with Microsoft's official Python SDKs.
+
+Starts the emulator binary (target/debug/azure-emulator, or $AZURE_EMULATOR_BIN), reads its
+base URL from the first stdout line (its CA goes to the file given with --ca-out), and drives
+it with `azure-identity` (client secret, authority at the emulator), `azure-mgmt-resource`
+(resource groups), `azure-mgmt-resource-deployments` (template deployments) and
+`azure-mgmt-datafactory` (factories, pipelines, runs), as a user's script would drive Azure.
+Run: python3 -m pytest tests/python
+"""
+
+import datetime
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.identity import ClientSecretCredential
+from azure.mgmt.datafactory import DataFactoryManagementClient
+from azure.mgmt.datafactory import models as adf
+from azure.mgmt.resource.deployments import DeploymentsMgmtClient
+from azure.mgmt.resource.deployments import models as dep
+from azure.mgmt.resource.resources import ResourceManagementClient
+from azure.mgmt.resource.resources import models as res
+
+ROOT = Path(__file__).resolve().parents[2]
+# The emulator's fixed test identity (azure_emulator::Options::default()).
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT_ID = "8f2b9c4e-1d3a-4f5b-9e6c-7a8b9c0d1e2f"
+CLIENT_SECRET = "emulator-client-secret"
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+RG = "rg-sdk"
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    binary = os.environ.get("AZURE_EMULATOR_BIN", str(ROOT / "target" / "debug" / "azure-emulator"))
+    if not Path(binary).exists():
+        pytest.fail(f"emulator binary not found at {binary}; run `cargo build -p azure-emulator` first")
+    ca = tmp_path_factory.mktemp("azure-emulator") / "ca.pem"
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--ca-out", str(ca), "--retry-after", "0", "--steps", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("https://127.0.0.1:"), f"unexpected first line {url!r}"
+        assert proc.stdout.readline().strip() == str(ca)
+        # msal (inside azure-identity) uses requests directly: it trusts the CA through this.
+        previous = os.environ.get("REQUESTS_CA_BUNDLE")
+        os.environ["REQUESTS_CA_BUNDLE"] = str(ca)
+        yield url, str(ca)
+        if previous is None:
+            os.environ.pop("REQUESTS_CA_BUNDLE", None)
+        else:
+            os.environ["REQUESTS_CA_BUNDLE"] = previous
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def credential(emulator):
+    url, ca = emulator
+    return ClientSecretCredential(
+        TENANT,
+        CLIENT_ID,
+        CLIENT_SECRET,
+        authority=url,
+        disable_instance_discovery=True,
+        connection_verify=ca,
+    )
+
+
+def client(cls, emulator, credential):
+    url, ca = emulator
+    return cls(credential, SUBSCRIPTION, base_url=url, connection_verify=ca, polling_interval=0)
+
+
+@pytest.fixture(scope="module")
+def resources(emulator, credential):
+    c = client(ResourceManagementClient, emulator, credential)
+    c.resource_groups.create_or_update(RG, res.ResourceGroup(location="westeurope"))
+    return c
+
+
+@pytest.fixture(scope="module")
+def deployments(emulator, credential, resources):
+    return client(DeploymentsMgmtClient, emulator, credential)
+
+
+@pytest.fixture(scope="module")
+def factory(emulator, credential, resources):
+    return client(DataFactoryManagementClient, emulator, credential)
+
+
+def test_token_from_the_emulator_authority(credential):
+    token = credential.get_token("https://management.azure.com/.default")
+    assert token.token and token.expires_on > datetime.datetime.now().timestamp()
+
+
+def test_a_wrong_secret_is_refused(emulator):
+    url, ca = emulator
+    wrong = ClientSecretCredential(
+        TENANT, CLIENT_ID, "wrong", authority=url, disable_instance_discovery=True, connection_verify=ca
+    )
+    with pytest.raises(Exception, match="AADSTS7000215"):
+        wrong.get_token("https://management.azure.com/.default")
+
+
+def test_resource_groups(resources):
+    assert resources.resource_groups.check_existence(RG)
+    assert not resources.resource_groups.check_existence("rg-missing")
+    group = resources.resource_groups.get(RG)
+    assert (group.name, group.location, group.properties.provisioning_state) == (RG, "westeurope", "Succeeded")
+    assert RG in [g.name for g in resources.resource_groups.list()]
+    with pytest.raises(ResourceNotFoundError) as e:
+        resources.resource_groups.get("rg-missing")
+    assert e.value.error.code == "ResourceGroupNotFound"
+
+
+TEMPLATE = {
+    "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+    "contentVersion": "1.0.0.0",
+    "parameters": {"name": {"type": "string"}},
+    "resources": [
+        {
+            "type": "Microsoft.Storage/storageAccounts",
+            "apiVersion": "2023-01-01",
+            "name": "[parameters('name')]",
+            "location": "westeurope",
+            "kind": "StorageV2",
+            "sku": {"name": "Standard_LRS"},
+            "properties": {},
+        }
+    ],
+    "outputs": {"name": {"type": "string", "value": "[parameters('name')]"}},
+}
+
+
+def properties(name):
+    return dep.DeploymentProperties(mode="Incremental", template=TEMPLATE, parameters={"name": {"value": name}})
+
+
+def test_deployment_create_get_operations(deployments):
+    done = deployments.deployments.begin_create_or_update(
+        RG, "sdk-deploy", dep.Deployment(properties=properties("stsdk"))
+    ).result()
+    assert done.properties.provisioning_state == "Succeeded"
+    assert done.properties.outputs["name"]["value"] == "stsdk"
+    got = deployments.deployments.get(RG, "sdk-deploy")
+    assert got.name == "sdk-deploy" and got.properties.correlation_id
+    assert "sdk-deploy" in [d.name for d in deployments.deployments.list_by_resource_group(RG)]
+    assert deployments.deployments.check_existence(RG, "sdk-deploy")
+    assert not deployments.deployments.check_existence(RG, "no-such-deployment")
+    assert deployments.deployments.export_template(RG, "sdk-deploy").template == TEMPLATE
+    # The SDKs read operations at .../resourcegroups/{rg}/deployments/{name}/operations.
+    operations = list(deployments.deployment_operations.list(RG, "sdk-deploy"))
+    targets = [op.properties.target_resource.resource_name for op in operations if op.properties.target_resource]
+    assert targets == ["stsdk"]
+    assert all(op.properties.provisioning_state == "Succeeded" for op in operations)
+    one = deployments.deployment_operations.get(RG, "sdk-deploy", operations[0].operation_id)
+    assert one.operation_id == operations[0].operation_id
+    with pytest.raises(ResourceNotFoundError) as e:
+        deployments.deployments.get(RG, "no-such-deployment")
+    assert e.value.error.code == "DeploymentNotFound"
+
+
+def test_deployment_validate_and_what_if(deployments):
+    valid = deployments.deployments.begin_validate(
+        RG, "sdk-validate", dep.Deployment(properties=properties("stvalid"))
+    ).result()
+    assert valid.properties.provisioning_state == "Succeeded"
+    bad = dict(TEMPLATE, resources=[{"type": "Microsoft.Storage/storageAccounts"}])
+    with pytest.raises(HttpResponseError) as e:
+        deployments.deployments.begin_validate(
+            RG, "sdk-invalid", dep.Deployment(properties=dep.DeploymentProperties(mode="Incremental", template=bad))
+        ).result()
+    assert e.value.error.code in ("InvalidTemplate", "InvalidTemplateDeployment")
+    what_if = deployments.deployments.begin_what_if(
+        RG,
+        "sdk-whatif",
+        dep.DeploymentWhatIf(
+            properties=dep.DeploymentWhatIfProperties(
+                mode="Incremental", template=TEMPLATE, parameters={"name": {"value": "stnew"}}
+            )
+        ),
+    ).result()
+    assert what_if.status == "Succeeded"
+    changes = {c.resource_id.rsplit("/", 1)[-1]: c.change_type for c in what_if.changes}
+    assert changes.get("stnew") == "Create", changes
+
+
+PIPELINE = adf.PipelineResource(
+    parameters={"file": adf.ParameterSpecification(type="String")},
+    activities=[adf.WaitActivity(name="Wait1", wait_time_in_seconds=1)],
+)
+
+
+def test_factory_and_pipeline_create_or_update(factory):
+    created = factory.factories.create_or_update(RG, "sdk-adf", adf.Factory(location="westeurope"))
+    assert created.name == "sdk-adf"
+    assert created.provisioning_state == "Succeeded"
+    assert created.create_time is not None and created.version and created.e_tag
+    got = factory.factories.get(RG, "sdk-adf")
+    assert (got.name, got.location) == ("sdk-adf", "westeurope")
+    pipeline = factory.pipelines.create_or_update(RG, "sdk-adf", "ingest", PIPELINE)
+    assert pipeline.name == "ingest" and pipeline.etag
+    assert pipeline.id.endswith("/factories/sdk-adf/pipelines/ingest")
+    assert [a.name for a in factory.pipelines.get(RG, "sdk-adf", "ingest").activities] == ["Wait1"]
+    assert [p.name for p in factory.pipelines.list_by_factory(RG, "sdk-adf")] == ["ingest"]
+    assert "sdk-adf" in [f.name for f in factory.factories.list_by_resource_group(RG)]
+    factory.pipelines.delete(RG, "sdk-adf", "ingest")
+    with pytest.raises(ResourceNotFoundError):
+        factory.pipelines.get(RG, "sdk-adf", "ingest")
+    factory.factories.delete(RG, "sdk-adf")
+    with pytest.raises(ResourceNotFoundError):
+        factory.factories.get(RG, "sdk-adf")
+
+
+def window():
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now - datetime.timedelta(minutes=10), now + datetime.timedelta(minutes=10)
+
+
+def test_pipeline_runs(factory):
+    factory.factories.create_or_update(RG, "sdk-runs", adf.Factory(location="westeurope"))
+    factory.pipelines.create_or_update(RG, "sdk-runs", "ingest", PIPELINE)
+    run_id = factory.pipelines.create_run(RG, "sdk-runs", "ingest", parameters={"file": "a.csv"}).run_id
+    statuses = []
+    for _ in range(10):
+        run = factory.pipeline_runs.get(RG, "sdk-runs", run_id)
+        statuses.append(run.status)
+        if run.status in ("Succeeded", "Failed", "Cancelled"):
+            break
+    assert statuses[0] == "Queued" and statuses[-1] == "Succeeded", statuses
+    assert (run.pipeline_name, run.parameters) == ("ingest", {"file": "a.csv"})
+    after, before = window()
+    found = factory.pipeline_runs.query_by_factory(
+        RG,
+        "sdk-runs",
+        adf.RunFilterParameters(
+            last_updated_after=after,
+            last_updated_before=before,
+            filters=[adf.RunQueryFilter(operand="PipelineName", operator="Equals", values_property=["ingest"])],
+        ),
+    )
+    assert [r.run_id for r in found.value] == [run_id]
+    activities = factory.activity_runs.query_by_pipeline_run(
+        RG, "sdk-runs", run_id, adf.RunFilterParameters(last_updated_after=after, last_updated_before=before)
+    )
+    assert [(a.activity_name, a.status) for a in activities.value] == [("Wait1", "Succeeded")]
+
+    second = factory.pipelines.create_run(RG, "sdk-runs", "ingest", parameters={"file": "b.csv"}).run_id
+    factory.pipeline_runs.cancel(RG, "sdk-runs", second, is_recursive=True)
+    for _ in range(5):
+        status = factory.pipeline_runs.get(RG, "sdk-runs", second).status
+        if status == "Cancelled":
+            break
+    assert status == "Cancelled"
+    with pytest.raises(HttpResponseError) as e:
+        factory.pipelines.create_run(RG, "sdk-runs", "no-such-pipeline")
+    assert e.value.status_code == 404
+    with pytest.raises(ResourceNotFoundError):
+        factory.pipeline_runs.get(RG, "sdk-runs", "00000000-0000-0000-0000-000000000000")
