@@ -20,6 +20,7 @@ use crate::agent::Agent;
 use connect::{ConnectError, Connector, Origin, Route, Stream};
 use wire::{ReadError, Target, WriteError};
 
+pub use connect::bypasses_agent_proxy;
 pub use message::{is_valid_header_value, Method, Request, Response, StatusCode};
 
 /// The extension's name in user agents.
