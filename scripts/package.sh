@@ -28,6 +28,9 @@
 #   - Version: `[workspace.package] version` in Cargo.toml is the one source; it is stamped
 #     into the staged copies only (mapping: scripts/stamp-version.js).
 #   - Staging folder: <cargo target dir>/vsix-stage (rebuilt from scratch on every run).
+#   - Build: `cargo build --profile vsix --no-default-features` (no TLS inside: the launcher's
+#     tunnel provides it), into <cargo target dir>/vsix (<target dir>/<triple>/vsix when cross-
+#     compiling): never target/release, whose development builds keep their TLS.
 #
 # Needs: cargo, node (>= 20) and npm; python3 for the final check of the .vsix.
 set -euo pipefail
@@ -178,11 +181,12 @@ build_binaries() { # $1: destination folder (gets <platform>/<binary>)
   for t in "${target_list[@]}"; do
     plat="$(platform_of "$t")"
     local -a target_args=(--target "$t")
-    src_dir="$target_dir/$t/release"
-    # The host's build shares target/release with everyone else's `cargo build --release`.
+    # Cargo profile `vsix` (Cargo.toml): the release settings in a folder of its own, so
+    # packaging never replaces the development builds (TLS inside) in target/release.
+    src_dir="$target_dir/$t/vsix"
     if [[ "$t" == "$host" ]]; then
       target_args=()
-      src_dir="$target_dir/release"
+      src_dir="$target_dir/vsix"
     fi
     local rustflags="${RUSTFLAGS:-}"
     # No dependency on the Visual C++ runtime being installed on a self-hosted agent.
@@ -190,7 +194,7 @@ build_binaries() { # $1: destination folder (gets <platform>/<binary>)
     note "building ${#packages[@]} task binaries for $t"
     # Without default features: no TLS inside the binaries; the launcher's tunnel provides
     # it (crates/task-sdk/src/http/connect.rs says why: about 950 KB per binary).
-    RUSTFLAGS="$rustflags" cargo build --release --locked --no-default-features \
+    RUSTFLAGS="$rustflags" cargo build --profile vsix --locked --no-default-features \
       "${target_args[@]}" "${packages[@]}" >&2
     mkdir -p "$dest/$plat"
     while read -r folder binary pkg; do

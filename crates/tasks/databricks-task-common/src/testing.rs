@@ -196,10 +196,11 @@ impl Job {
     }
 
     /// The process for a step: the job's environment plus `inputs` (`INPUT_<NAME>`), a new
-    /// task instance id.
+    /// task instance id. `binary` runs directly, or as its shipped build through the launcher
+    /// (launcher-testkit).
     pub fn command(&mut self, binary: &Path, inputs: &[(&str, &str)]) -> Process {
         self.steps += 1;
-        let mut process = Process::new(binary);
+        let mut process = launcher_testkit::command(binary);
         process.env_clear().envs(&self.env);
         process.env("SYSTEM_TASKINSTANCEID", format!("task-{:04}", self.steps));
         for (name, value) in inputs {
