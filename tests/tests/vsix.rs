@@ -193,6 +193,15 @@ fn package_unzip_and_run(storage: Storage) {
     std::fs::create_dir(&unzipped).unwrap();
     unzip(&packaged.vsix, &unzipped);
     let tasks = task_folders(&unzipped);
+    // The Marketplace page is the users' overview, not the contributors' README.
+    assert_eq!(
+        std::fs::read_to_string(unzipped.join("overview.md")).expect("overview.md in the package"),
+        std::fs::read_to_string(repo_root().join("overview.md")).unwrap()
+    );
+    assert!(
+        !unzipped.join("README.md").exists(),
+        "README.md is packaged"
+    );
     let expected: BTreeMap<String, String> = TASKS
         .iter()
         .map(|(f, b)| (f.to_string(), b.to_string()))
