@@ -132,13 +132,19 @@ pub fn command(binary: &Path) -> Command {
         .file_stem()
         .and_then(|n| n.to_str())
         .unwrap_or_else(|| panic!("{} names no binary", binary.display()));
-    let folder = task_folder(name);
+    launcher_command(name)
+}
+
+/// `node <task folder>/launcher.js` for the shipped build of the task binary `binary` (a name
+/// from [`TASK_PACKAGES`]), whatever the switch says.
+pub fn launcher_command(binary: &str) -> Command {
     let mut cmd = Command::new(node());
-    cmd.arg(folder.join("launcher.js"));
+    cmd.arg(task_folder(binary).join("launcher.js"));
     cmd
 }
 
-/// Node, found on this process's PATH once (the tasks' environments are cleared).
+/// Node, found on this process's PATH once: the tasks' environments are cleared, and a
+/// command without PATH would look for it in the C library's default path only.
 fn node() -> PathBuf {
     static NODE: OnceLock<PathBuf> = OnceLock::new();
     NODE.get_or_init(|| {
@@ -148,7 +154,7 @@ fn node() -> PathBuf {
             .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
             .map(|dir| dir.join(&name))
             .find(|candidate| candidate.is_file())
-            .unwrap_or_else(|| panic!("{SWITCH}=1 needs node on PATH"))
+            .unwrap_or_else(|| panic!("running a task through launcher.js needs node on PATH"))
     })
     .clone()
 }
@@ -190,7 +196,8 @@ pub fn task_folder(binary: &str) -> PathBuf {
 /// Writes `file` whole through a rename, so a reader never sees half of it. No mode bits: the
 /// launcher sets them, as it does on an agent (a .vsix keeps none).
 fn replace(file: &Path, content: &[u8]) {
-    let temp = file.with_extension(format!("{}.tmp", std::process::id()));
+    let name = file.file_name().expect("a file name").to_string_lossy();
+    let temp = file.with_file_name(format!("{name}.{}.tmp", std::process::id()));
     std::fs::write(&temp, content).unwrap_or_else(|e| panic!("{}: {e}", temp.display()));
     std::fs::rename(&temp, file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
 }
