@@ -41,6 +41,7 @@ fn cargo_build(packages: &[&str]) -> Result<(), String> {
 fn cargo_build_with(packages: &[&str], flags: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
+    launcher_testkit::clear_cargo_test_env(&mut cmd);
     cmd.arg("build")
         .arg("--bins")
         .args(flags)

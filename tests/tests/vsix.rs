@@ -65,6 +65,8 @@ struct Packaged {
 fn package(prebuilt: Option<&Path>, out: &Path, target_dir: &Path, compress: &str) -> Packaged {
     let root = repo_root();
     let mut command = Command::new("bash");
+    // As from a shell: package.sh's cargo build then shares the test kit's artifacts.
+    launcher_testkit::clear_cargo_test_env(&mut command);
     command.arg(root.join("scripts").join("package.sh"));
     if let Some(prebuilt) = prebuilt {
         command.arg("--prebuilt").arg(prebuilt);

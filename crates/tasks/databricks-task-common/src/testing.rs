@@ -261,7 +261,7 @@ pub fn bin_dir() -> PathBuf {
 /// its tests).
 pub fn sibling_binary(package: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Process::new(cargo)
+    let status = launcher_testkit::clear_cargo_test_env(&mut Process::new(cargo))
         .args(["build", "--quiet", "-p", package, "--bin", package])
         .status()
         .expect("cargo runs");

@@ -77,6 +77,7 @@ pub fn shipped_binaries() -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
+        clear_cargo_test_env(&mut cmd);
         cmd.args([
             "build",
             "--locked",
@@ -103,6 +104,20 @@ pub fn shipped_binaries() -> PathBuf {
         panic!("{e}");
     }
     target_dir().join(PROFILE)
+}
+
+/// Removes what cargo sets for a test process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, …) from a
+/// command that runs cargo: build scripts that watch such a variable (ring's watches
+/// `CARGO_MANIFEST_DIR`) would otherwise see a change from every test crate and rebuild the
+/// whole vsix build each time. `CARGO_HOME` and `CARGO_TARGET_DIR` stay.
+pub fn clear_cargo_test_env(cmd: &mut Command) -> &mut Command {
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }
 
 /// This machine's bin/ folder name in Node's terms (`process.platform-process.arch`).
