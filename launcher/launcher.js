@@ -440,8 +440,92 @@ function readPemCertificates(file, setting) {
   return certificates;
 }
 
-/** The OS trust store where this Node can read it (>= 22.15 / 23.10), else none. */
-function systemCertificates(tls) {
+/**
+ * Where Linux keeps its trust store when SSL_CERT_FILE and SSL_CERT_DIR are not set: the first
+ * bundle file that exists, then every certificate file in the folders that exist. The same
+ * places, in the same order, as the development builds' verifier looks (rustls-native-certs
+ * through openssl-probe), so that both trust the same system roots.
+ */
+const LINUX_CA_FILES = [
+  '/etc/ssl/certs/ca-certificates.crt', // Debian, Ubuntu, Alpine (ca-certificates), Arch
+  '/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem', // RHEL, CentOS, Fedora
+  '/etc/pki/tls/certs/ca-bundle.crt', // older Fedora and RHEL
+  '/etc/ssl/ca-bundle.pem', // openSUSE, SLES
+  '/etc/pki/tls/cacert.pem',
+  '/etc/ssl/cert.pem', // Alpine
+];
+const LINUX_CA_DIRS = ['/etc/ssl/certs', '/etc/pki/tls/certs'];
+
+/** The PEM certificates in a file, or none when it cannot be read (a system store is best effort). */
+function pemCertificatesIfReadable(file) {
+  try {
+    return fs.readFileSync(file, 'utf8').match(PEM_CERTIFICATE) || [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The certificates of a Unix system trust store, found the way OpenSSL and the development
+ * builds find it: with SSL_CERT_FILE (a PEM bundle) and/or SSL_CERT_DIR (folders separated by
+ * `:`, every file in each; not recursive) set, those and nothing else; otherwise the first of
+ * `files` that exists plus every file in those of `dirs` that exist. A file reached twice
+ * (the hash-named links in a certificate folder) is read once; unreadable files and files
+ * without PEM certificates are skipped.
+ */
+function unixSystemCertificates(env, files = LINUX_CA_FILES, dirs = LINUX_CA_DIRS) {
+  const certFile = nonBlank(env.SSL_CERT_FILE);
+  const certDirs = (nonBlank(env.SSL_CERT_DIR) || '').split(':').filter((d) => d !== '');
+  let readFiles;
+  let readDirs;
+  if (certFile || certDirs.length > 0) {
+    readFiles = certFile ? [certFile] : [];
+    readDirs = certDirs;
+  } else {
+    const bundle = files.find((file) => exists(file));
+    readFiles = bundle ? [bundle] : [];
+    readDirs = dirs;
+  }
+  const seen = new Set();
+  const firstVisit = (file) => {
+    let stat;
+    try {
+      stat = fs.statSync(file);
+    } catch {
+      return false;
+    }
+    const id = `${stat.dev}:${stat.ino}`;
+    if (!stat.isFile() || seen.has(id)) return false;
+    seen.add(id);
+    return true;
+  };
+  const certificates = [];
+  for (const file of readFiles) {
+    if (firstVisit(file)) certificates.push(...pemCertificatesIfReadable(file));
+  }
+  for (const dir of readDirs) {
+    let names;
+    try {
+      names = fs.readdirSync(dir).sort();
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      const file = path.join(dir, name);
+      if (firstVisit(file)) certificates.push(...pemCertificatesIfReadable(file));
+    }
+  }
+  return certificates;
+}
+
+/**
+ * The OS trust store: on Windows and macOS where this Node can read it
+ * (tls.getCACertificates, Node >= 22.15 / 23.10), else none (Node has no other way to reach
+ * the Keychain or the Windows store); on Linux and other Unix systems read by
+ * unixSystemCertificates() on every Node version, as the development builds read it.
+ */
+function systemCertificates(tls, env, platform) {
+  if (platform !== 'win32' && platform !== 'darwin') return unixSystemCertificates(env);
   if (typeof tls.getCACertificates !== 'function') return [];
   try {
     return tls.getCACertificates('system');
@@ -451,27 +535,36 @@ function systemCertificates(tls) {
 }
 
 /**
- * The secure context with the trusted CAs, or undefined for Node's defaults (protocol,
- * "Trust"). Throws a TunnelError when a trust file is unusable.
+ * PEM certificates without repeats, however their lines are wrapped: the system store mostly
+ * repeats Node's bundled roots, and each certificate costs parsing time.
  */
-function trustContext(env) {
-  const tls = lazy.tls;
-  const system = systemCertificates(tls);
-  const caInfo = nonBlank(env.AGENT_CAINFO);
-  let ca;
-  if (caInfo) {
-    const extraFile = nonBlank(env.NODE_EXTRA_CA_CERTS);
-    ca = [
-      ...tls.rootCertificates,
-      ...(extraFile ? readPemCertificates(extraFile, 'NODE_EXTRA_CA_CERTS') : []),
-      ...system,
-      ...readPemCertificates(caInfo, 'Agent.CAInfo'),
-    ];
-  } else if (system.length > 0) {
-    ca = [...tls.getCACertificates('default'), ...system];
-  } else {
-    return undefined;
+function uniqueCertificates(pems) {
+  const byBody = new Map();
+  for (const pem of pems) {
+    const body = pem.replace(/-----[A-Z ]+-----|\s+/g, '');
+    if (!byBody.has(body)) byBody.set(body, pem);
   }
+  return [...byBody.values()];
+}
+
+/**
+ * The secure context with the trusted CAs, or undefined for Node's defaults (protocol,
+ * "Trust"): Node's bundled roots, NODE_EXTRA_CA_CERTS, the OS store (systemCertificates) and
+ * the Agent.CAInfo file. Throws a TunnelError when a trust file the agent names is unusable.
+ */
+function trustContext(env, platform = process.platform) {
+  const tls = lazy.tls;
+  const system = systemCertificates(tls, env, platform);
+  const caInfo = nonBlank(env.AGENT_CAINFO);
+  if (!caInfo && system.length === 0) return undefined;
+  const extraFile = nonBlank(env.NODE_EXTRA_CA_CERTS);
+  // An explicit `ca` replaces Node's defaults, NODE_EXTRA_CA_CERTS included: list them all.
+  const ca = uniqueCertificates([
+    ...tls.rootCertificates,
+    ...(extraFile ? readPemCertificates(extraFile, 'NODE_EXTRA_CA_CERTS') : []),
+    ...system,
+    ...(caInfo ? readPemCertificates(caInfo, 'Agent.CAInfo') : []),
+  ]);
   try {
     return tls.createSecureContext({ ca });
   } catch (err) {
@@ -579,12 +672,8 @@ function openTls(target, tunnel, done) {
     if (err) opened.forEach((s) => s.destroy());
     done(err, socket);
   };
-  const timer = setTimeout(() => {
-    const seconds = Math.round(tunnel.timeoutMs / 100) / 10;
-    finish(new TunnelError(504, `timed out after ${seconds} s ${phase}`));
-  }, tunnel.timeoutMs);
-  timer.unref();
-
+  let timer;
+  // Settings first: reading the trust store takes a while once, and is not the network's time.
   let proxy;
   let secureContext;
   try {
@@ -595,6 +684,11 @@ function openTls(target, tunnel, done) {
     finish(asTunnelError(err));
     return () => finish(new TunnelError(502, 'abandoned'));
   }
+  timer = setTimeout(() => {
+    const seconds = Math.round(tunnel.timeoutMs / 100) / 10;
+    finish(new TunnelError(504, `timed out after ${seconds} s ${phase}`));
+  }, tunnel.timeoutMs);
+  timer.unref();
 
   const startTls = (socket) => {
     phase = `in the TLS handshake with ${authority}`;
@@ -749,9 +843,10 @@ function handleConnect(tunnel, request, client, head) {
 
 /**
  * Starts the tunnel on 127.0.0.1 (ephemeral port) for a launcher whose environment is `env`.
- * Resolves to {address: '127.0.0.1:<port>', token, close()}; close() stops the server and
- * destroys every open connection. The server never keeps the process alive on its own.
- * `options.connectTimeoutMs` (default 30 s) exists for tests.
+ * Resolves to {address: '127.0.0.1:<port>', token, close(), warmUp()}; close() stops the
+ * server and destroys every open connection. The server never keeps the process alive on its own.
+ * `options.connectTimeoutMs` (default 30 s) and `options.platform` (default process.platform:
+ * where the OS trust store comes from) exist for tests.
  */
 function startTunnel(env, options = {}) {
   const token = crypto.randomBytes(32).toString('hex');
@@ -761,7 +856,7 @@ function startTunnel(env, options = {}) {
     closed: false,
     timeoutMs: options.connectTimeoutMs || TUNNEL_CONNECT_TIMEOUT_MS,
     tokenDigest: crypto.createHash('sha256').update(token).digest(),
-    trustContext: once(() => trustContext(env)),
+    trustContext: once(() => trustContext(env, options.platform || process.platform)),
     proxySettings: once(() => proxySettings(env)),
     track(socket) {
       if (tunnel.closed) {
@@ -818,7 +913,17 @@ function startTunnel(env, options = {}) {
       server.removeListener('error', reject);
       server.on('error', ignore);
       server.unref();
-      resolve({ address: `127.0.0.1:${server.address().port}`, token, close });
+      // warmUp(): reads the settings ahead of the first CONNECT (the trust store takes tens
+      // of milliseconds); a bad setting is remembered and still fails that CONNECT.
+      const warmUp = () => {
+        try {
+          tunnel.proxySettings();
+          tunnel.trustContext();
+        } catch {
+          /* reported to the CONNECT that needs it */
+        }
+      };
+      resolve({ address: `127.0.0.1:${server.address().port}`, token, close, warmUp });
     });
   });
 }
@@ -901,6 +1006,8 @@ function main() {
     (tunnel) => {
       try {
         run(file, process.argv.slice(2), tunnel);
+        // While the binary starts: it makes its first https request later.
+        setImmediate(tunnel.warmUp);
       } catch (err) {
         tunnel.close();
         fail(`cannot start ${file}: ${err.message}`);
@@ -935,5 +1042,8 @@ if (require.main === module) {
     readConfig,
     shouldUseProxy,
     startTunnel,
+    systemCertificates,
+    trustContext,
+    unixSystemCertificates,
   };
 }

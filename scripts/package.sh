@@ -28,6 +28,9 @@
 #   - Version: `[workspace.package] version` in Cargo.toml is the one source; it is stamped
 #     into the staged copies only (mapping: scripts/stamp-version.js).
 #   - Staging folder: <cargo target dir>/vsix-stage (rebuilt from scratch on every run).
+#   - Build: `cargo build --profile vsix --no-default-features` (no TLS inside: the launcher's
+#     tunnel provides it), into <cargo target dir>/vsix (<target dir>/<triple>/vsix when cross-
+#     compiling): never target/release, whose development builds keep their TLS.
 #
 # Needs: cargo, node (>= 20) and npm; python3 for the final check of the .vsix.
 set -euo pipefail
@@ -178,11 +181,12 @@ build_binaries() { # $1: destination folder (gets <platform>/<binary>)
   for t in "${target_list[@]}"; do
     plat="$(platform_of "$t")"
     local -a target_args=(--target "$t")
-    src_dir="$target_dir/$t/release"
-    # The host's build shares target/release with everyone else's `cargo build --release`.
+    # Cargo profile `vsix` (Cargo.toml): the release settings in a folder of its own, so
+    # packaging never replaces the development builds (TLS inside) in target/release.
+    src_dir="$target_dir/$t/vsix"
     if [[ "$t" == "$host" ]]; then
       target_args=()
-      src_dir="$target_dir/release"
+      src_dir="$target_dir/vsix"
     fi
     local rustflags="${RUSTFLAGS:-}"
     # No dependency on the Visual C++ runtime being installed on a self-hosted agent.
@@ -190,7 +194,7 @@ build_binaries() { # $1: destination folder (gets <platform>/<binary>)
     note "building ${#packages[@]} task binaries for $t"
     # Without default features: no TLS inside the binaries; the launcher's tunnel provides
     # it (crates/http/src/connect.rs says why: about 950 KB per binary).
-    RUSTFLAGS="$rustflags" cargo build --release --locked --no-default-features \
+    RUSTFLAGS="$rustflags" cargo build --profile vsix --locked --no-default-features \
       "${target_args[@]}" "${packages[@]}" >&2
     mkdir -p "$dest/$plat"
     while read -r folder binary pkg; do
@@ -238,8 +242,11 @@ done <<<"$task_table"
 stage="$target_dir/vsix-stage"
 rm -rf "$stage"
 mkdir -p "$stage"
-[[ -f README.md ]] || die "README.md is missing (vss-extension.json content.details)"
-cp README.md "$stage/"
+# The Marketplace page: vss-extension.json content.details (overview.md, written for users).
+details="$(node -e 'const m = require(process.argv[1]); console.log((m.content && m.content.details && m.content.details.path) || "")' "$ROOT/vss-extension.json")"
+[[ -n "$details" ]] || die "vss-extension.json has no content.details.path (the Marketplace page)"
+[[ -f "$details" ]] || die "$details is missing (vss-extension.json content.details)"
+cp "$details" "$stage/"
 [[ -f LICENSE ]] && cp LICENSE "$stage/"
 cp -R images "$stage/images"
 cp vss-extension.json "$stage/vss-extension.json"
@@ -302,14 +309,14 @@ if [[ "$compress" == auto && "$(vsix_size)" -gt "$SIZE_LIMIT" ]]; then
   create_vsix
 fi
 
-python3 - "$vsix" "$version" "$publisher" "$extension_id" "$SIZE_LIMIT" "${platforms[@]}" <<'PY'
+python3 - "$vsix" "$version" "$publisher" "$extension_id" "$SIZE_LIMIT" "$details" "${platforms[@]}" <<'PY'
 """Checks a .vsix the way the Marketplace and the agent will read it."""
 import json
 import re
 import sys
 import zipfile
 
-vsix, version, publisher, ext_id, limit, *platforms = sys.argv[1:]
+vsix, version, publisher, ext_id, limit, details, *platforms = sys.argv[1:]
 limit = int(limit)
 errors = []
 
@@ -323,6 +330,12 @@ with zipfile.ZipFile(vsix) as z:
     for attr, want in (("Id", ext_id), ("Version", version), ("Publisher", publisher)):
         if not identity or f'{attr}="{want}"' not in identity.group(0):
             errors.append(f"extension.vsixmanifest Identity {attr} is not {want}")
+    # The Marketplace shows the Details asset as the extension's page.
+    detail_asset = re.search(r'<Asset\b[^>]*Type="Microsoft\.VisualStudio\.Services\.Content\.Details"[^>]*>', vsixmanifest)
+    if not detail_asset or f'Path="{details}"' not in detail_asset.group(0):
+        errors.append(f"extension.vsixmanifest does not name {details} as the Details asset")
+    if details not in names:
+        errors.append(f"{details} (the Marketplace page) is not in the package")
     contributions = json.loads(z.read("extension.vsomanifest").decode("utf-8-sig"))["contributions"]
     tasks = [c for c in contributions if c.get("type") == "ms.vss-distributed-task.task"]
     if not tasks:

@@ -885,3 +885,98 @@ test('end to end: a tunnel that cannot listen fails the task before the binary r
       '##vso[task.complete result=Failed;]\n',
   );
 });
+
+// --- trust: the OS store, as the development builds read it ----------------------------
+
+const pemsOf = (file) => fs.readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g);
+
+/** A temp folder holding `files` ({name: content}) and symlinks ({name: {link: target}}). */
+function certFolder(t, files) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'launcher-certs-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  for (const [name, content] of Object.entries(files)) {
+    if (typeof content === 'object') fs.symlinkSync(content.link, path.join(dir, name));
+    else fs.writeFileSync(path.join(dir, name), content);
+  }
+  return dir;
+}
+
+test('unixSystemCertificates: the first default bundle and the default folders, each file once', { skip: !POSIX }, (t) => {
+  const missing = path.join(os.tmpdir(), `no-such-bundle-${process.pid}.pem`);
+  const dir = certFolder(t, {
+    'example.pem': fs.readFileSync(EXAMPLE_CA, 'utf8'),
+    'a1b2c3d4.0': { link: 'example.pem' }, // a hash-named link, as `openssl rehash` makes
+    'README': 'not a certificate',
+  });
+  const found = launcher.unixSystemCertificates({}, [missing, TEST_CA, OTHER_CA], [dir, missing]);
+  assert.deepEqual(found, [...pemsOf(TEST_CA), ...pemsOf(EXAMPLE_CA)]);
+  // No bundle and no folder: no system store.
+  assert.deepEqual(launcher.unixSystemCertificates({}, [missing], [missing]), []);
+});
+
+test('unixSystemCertificates: SSL_CERT_FILE and SSL_CERT_DIR replace the defaults', { skip: !POSIX }, (t) => {
+  const dir = certFolder(t, { 'example.pem': fs.readFileSync(EXAMPLE_CA, 'utf8') });
+  const empty = certFolder(t, {});
+  const defaults = [[TEST_CA], [dir]];
+  assert.deepEqual(launcher.unixSystemCertificates({ SSL_CERT_FILE: OTHER_CA }, ...defaults), pemsOf(OTHER_CA));
+  assert.deepEqual(
+    launcher.unixSystemCertificates({ SSL_CERT_DIR: `${empty}:${dir}` }, [TEST_CA], [empty]),
+    pemsOf(EXAMPLE_CA),
+    'SSL_CERT_DIR holds folders separated by colons',
+  );
+  assert.deepEqual(
+    launcher.unixSystemCertificates({ SSL_CERT_FILE: OTHER_CA, SSL_CERT_DIR: dir }, [TEST_CA], []),
+    [...pemsOf(OTHER_CA), ...pemsOf(EXAMPLE_CA)],
+  );
+  // Set but unreadable: nothing from it, and still not the defaults (as OpenSSL and rustls).
+  const missing = path.join(os.tmpdir(), `no-such-bundle-${process.pid}.pem`);
+  assert.deepEqual(launcher.unixSystemCertificates({ SSL_CERT_FILE: missing }, ...defaults), []);
+  // Blank counts as not set.
+  assert.deepEqual(launcher.unixSystemCertificates({ SSL_CERT_FILE: ' ', SSL_CERT_DIR: '' }, ...defaults), [
+    ...pemsOf(TEST_CA),
+    ...pemsOf(EXAMPLE_CA),
+  ]);
+});
+
+test('systemCertificates: Linux reads the store itself; macOS and Windows only where Node can', () => {
+  const withApi = { getCACertificates: (type) => (type === 'system' ? ['from Node'] : []) };
+  const withoutApi = {};
+  for (const platform of ['darwin', 'win32']) {
+    assert.deepEqual(launcher.systemCertificates(withApi, {}, platform), ['from Node'], platform);
+    assert.deepEqual(launcher.systemCertificates(withoutApi, { SSL_CERT_FILE: TEST_CA }, platform), [], platform);
+  }
+  for (const tls of [withApi, withoutApi]) {
+    assert.deepEqual(launcher.systemCertificates(tls, { SSL_CERT_FILE: TEST_CA }, 'linux'), pemsOf(TEST_CA));
+  }
+});
+
+test('on Linux, without Agent.CAInfo, the tunnel trusts a CA of the system store on every Node version', TIMEOUT, async (t) => {
+  const { port } = await httpsServer(t);
+  const dir = certFolder(t, { 'test-ca.pem': fs.readFileSync(TEST_CA, 'utf8') });
+  for (const env of [{ SSL_CERT_FILE: TEST_CA }, { SSL_CERT_DIR: dir }]) {
+    const tunnel = await tunnelFor(t, env, { platform: 'linux' });
+    const answer = await ask(tunnel, `127.0.0.1:${port}`);
+    assert.equal(answer.status, 200, `${JSON.stringify(env)}: ${answer.body}`);
+    assert.match((await get(answer.socket)).body, /^hello from https/);
+  }
+  // Node's bundled roots and NODE_EXTRA_CA_CERTS still count next to the system store.
+  const extra = await tunnelFor(t, { SSL_CERT_FILE: OTHER_CA, NODE_EXTRA_CA_CERTS: TEST_CA }, { platform: 'linux' });
+  const viaExtra = await ask(extra, `127.0.0.1:${port}`);
+  assert.equal(viaExtra.status, 200, viaExtra.body);
+  // A system store without the CA does not help.
+  const other = await tunnelFor(t, { SSL_CERT_FILE: OTHER_CA }, { platform: 'linux' });
+  const refused = await ask(other, `127.0.0.1:${port}`);
+  assertFailure(refused, 502, 'SELF_SIGNED_CERT_IN_CHAIN', 'set Agent.CAInfo');
+});
+
+test('warmUp reads the settings early; a bad one still fails the CONNECT that needs it', TIMEOUT, async (t) => {
+  const { port } = await httpsServer(t);
+  const missing = path.join(os.tmpdir(), `no-such-ca-${process.pid}.pem`);
+  const tunnel = await tunnelFor(t, { AGENT_CAINFO: missing });
+  tunnel.warmUp();
+  const answer = await ask(tunnel, `127.0.0.1:${port}`);
+  assertFailure(answer, 502, 'Agent.CAInfo', missing);
+  const good = await tunnelFor(t, { AGENT_CAINFO: TEST_CA });
+  good.warmUp();
+  assert.equal((await ask(good, `127.0.0.1:${port}`)).status, 200);
+});

@@ -5,10 +5,11 @@
 #   scripts/bench/binary-size.sh [--no-build] [--bin-dir DIR]
 #
 #   --no-build   measure what is in the target dir (or DIR) without running cargo
-#   --bin-dir    measure the binaries in DIR instead of <target dir>/release
+#   --bin-dir    measure the binaries in DIR instead of <target dir>/vsix
 #
-# The binaries are built as scripts/package.sh builds them: `--no-default-features`, so
-# without TLS inside (the launcher's tunnel provides it). Also measured, as a reference:
+# The binaries are built as scripts/package.sh builds them: cargo profile `vsix` (the release
+# settings, in target/vsix), `--no-default-features`, so without TLS inside (the launcher's
+# tunnel provides it). Also measured, as a reference:
 # task-sdk's `minimal-task` (inputs, secrets, a result and one HTTP request on task-http's
 # client and tokio), with the estimate of a package whose every task weighs that much.
 #
@@ -58,14 +59,14 @@ reference="$(node -e '
 [[ ${#tasks[@]} -gt 0 ]] || { echo "binary-size.sh: no task crates in crates/tasks/" >&2; exit 1; }
 
 if [[ -z "$bin_dir" ]]; then
-  bin_dir="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).target_directory)' "$metadata")/release"
+  bin_dir="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).target_directory)' "$metadata")/vsix"
 fi
 if [[ $build -eq 1 ]]; then
   args=()
   for line in "${tasks[@]}"; do args+=(-p "${line%% *}"); done
   # As scripts/package.sh builds them for the .vsix: no TLS inside (the launcher's tunnel).
-  cargo build --release --locked --no-default-features "${args[@]}" >&2
-  [[ -n "$reference" ]] && cargo build --release --locked --no-default-features -p task-sdk --bin minimal-task >&2
+  cargo build --profile vsix --locked --no-default-features "${args[@]}" >&2
+  [[ -n "$reference" ]] && cargo build --profile vsix --locked --no-default-features -p task-sdk --bin minimal-task >&2
 fi
 
 files=()
@@ -116,7 +117,7 @@ rows = rows[:task_count]
 for _, sizes in rows:
     totals = [t + s for t, s in zip(totals, sizes)]
 
-print(f"Release binaries, {host} (profile.release: opt-level z, LTO, strip, panic=abort):\n")
+print(f"Release binaries, {host} (profile vsix = profile.release: opt-level z, LTO, strip, panic=abort):\n")
 print("| binary | raw | deflate -6 (.vsix) | deflate -9 | brotli q11 |")
 print("| --- | ---: | ---: | ---: | ---: |")
 for name, s in rows:

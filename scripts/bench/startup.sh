@@ -30,9 +30,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ -z "$binary" ]]; then
-  cargo build --release --locked --no-default-features -p task-sdk --bin minimal-task >&2
+  cargo build --profile vsix --locked --no-default-features -p task-sdk --bin minimal-task >&2
   target_dir="$(cargo metadata --format-version 1 --no-deps | node -e 'console.log(JSON.parse(require("fs").readFileSync(0, "utf8")).target_directory)')"
-  binary="$target_dir/release/minimal-task"
+  binary="$target_dir/vsix/minimal-task"
 fi
 [[ -x "$binary" ]] || { echo "startup.sh: $binary is not an executable" >&2; exit 1; }
 

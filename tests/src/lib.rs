@@ -31,14 +31,7 @@ fn profile_dir() -> PathBuf {
 }
 
 /// The task binaries the example pipeline runs.
-const TASK_PACKAGES: &[&str] = &[
-    "configure-databricks",
-    "deploy-notebooks",
-    "execute-notebook",
-    "wait-execution",
-    "deploy-arm",
-    "run-adf-pipeline",
-];
+use launcher_testkit::TASK_PACKAGES;
 
 fn cargo_build(packages: &[&str]) -> Result<(), String> {
     let release = profile_dir().file_name().is_some_and(|n| n == "release");
@@ -48,6 +41,7 @@ fn cargo_build(packages: &[&str]) -> Result<(), String> {
 fn cargo_build_with(packages: &[&str], flags: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
+    launcher_testkit::clear_cargo_test_env(&mut cmd);
     cmd.arg("build")
         .arg("--bins")
         .args(flags)
@@ -83,24 +77,11 @@ pub fn ensure_tasks_built() {
     }
 }
 
-/// Builds the task binaries as scripts/package.sh builds them for the .vsix (release, without
-/// default features: no TLS inside, https through the launcher's tunnel) and returns the
-/// folder that holds them.
-pub fn release_tasks_built() -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        cargo_build_with(
-            TASK_PACKAGES,
-            &["--release", "--locked", "--no-default-features"],
-        )
-    });
-    if let Err(e) = built {
-        panic!("{e}");
-    }
-    profile_dir()
-        .parent()
-        .expect("target/<profile> has a parent")
-        .join("release")
+/// Builds the task binaries as scripts/package.sh builds them for the .vsix (profile `vsix`,
+/// without default features: no TLS inside, https through the launcher's tunnel) and returns
+/// the folder that holds them.
+pub fn shipped_tasks_built() -> PathBuf {
+    launcher_testkit::shipped_binaries()
 }
 
 /// The azp-local binary, built.

@@ -14,7 +14,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use e2e::{azp_local, release_tasks_built, repo_root, run_cmd};
+use e2e::{azp_local, repo_root, run_cmd, shipped_tasks_built};
+use launcher_testkit::node_platform;
 
 /// The Marketplace's size limit for an extension package.
 const SIZE_LIMIT: u64 = 26_214_400;
@@ -39,25 +40,10 @@ const STEPS: &[&str] = &[
     "Run ADF pipeline",
 ];
 
-/// This machine's bin/ folder name, in Node's process.platform-process.arch terms.
-fn node_platform() -> String {
-    let os = match std::env::consts::OS {
-        "macos" => "darwin",
-        "windows" => "win32",
-        other => other,
-    };
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "x64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    format!("{os}-{arch}")
-}
-
-/// Lays the release task binaries, built as package.sh builds them (no TLS inside), out the
-/// way `package.sh --prebuilt` reads them: `<dir>/<platform>/<binary>`.
+/// Lays the task binaries, built as package.sh builds them (no TLS inside), out the way
+/// `package.sh --prebuilt` reads them: `<dir>/<platform>/<binary>`.
 fn prebuilt_binaries(dir: &Path) {
-    let release = release_tasks_built();
+    let release = shipped_tasks_built();
     let platform_dir = dir.join(node_platform());
     std::fs::create_dir_all(&platform_dir).unwrap();
     for (_, binary) in TASKS {
@@ -73,19 +59,23 @@ struct Packaged {
     stderr: String,
 }
 
-/// Runs scripts/package.sh on prebuilt binaries. Its staging folder lives under the cargo
-/// target dir; pointing CARGO_TARGET_DIR at `scratch` keeps this run's staging private
-/// (with --prebuilt nothing is compiled there).
-fn package(prebuilt: &Path, out: &Path, scratch: &Path, compress: &str) -> Packaged {
+/// Runs scripts/package.sh: on `prebuilt` binaries, or building them itself when `None`.
+/// Its staging folder lives under the cargo target dir `target_dir`; with --prebuilt a
+/// scratch folder keeps this run's staging private (nothing is compiled there).
+fn package(prebuilt: Option<&Path>, out: &Path, target_dir: &Path, compress: &str) -> Packaged {
     let root = repo_root();
-    let result = Command::new("bash")
-        .arg(root.join("scripts").join("package.sh"))
-        .arg("--prebuilt")
-        .arg(prebuilt)
+    let mut command = Command::new("bash");
+    // As from a shell: package.sh's cargo build then shares the test kit's artifacts.
+    launcher_testkit::clear_cargo_test_env(&mut command);
+    command.arg(root.join("scripts").join("package.sh"));
+    if let Some(prebuilt) = prebuilt {
+        command.arg("--prebuilt").arg(prebuilt);
+    }
+    let result = command
         .arg("--out")
         .arg(out)
         .args(["--compress", compress])
-        .env("CARGO_TARGET_DIR", scratch)
+        .env("CARGO_TARGET_DIR", target_dir)
         .current_dir(&root)
         .output()
         .expect("bash runs scripts/package.sh");
@@ -176,7 +166,7 @@ fn package_unzip_and_run(storage: Storage) {
         Storage::Plain => "never",
     };
     let packaged = package(
-        &prebuilt,
+        Some(&prebuilt),
         &work.path().join("out"),
         &work.path().join("target"),
         compress,
@@ -205,6 +195,15 @@ fn package_unzip_and_run(storage: Storage) {
     std::fs::create_dir(&unzipped).unwrap();
     unzip(&packaged.vsix, &unzipped);
     let tasks = task_folders(&unzipped);
+    // The Marketplace page is the users' overview, not the contributors' README.
+    assert_eq!(
+        std::fs::read_to_string(unzipped.join("overview.md")).expect("overview.md in the package"),
+        std::fs::read_to_string(repo_root().join("overview.md")).unwrap()
+    );
+    assert!(
+        !unzipped.join("README.md").exists(),
+        "README.md is packaged"
+    );
     let expected: BTreeMap<String, String> = TASKS
         .iter()
         .map(|(f, b)| (f.to_string(), b.to_string()))
@@ -304,4 +303,54 @@ fn every_task_runs_from_a_plain_unzip_with_brotli_binaries() {
 #[test]
 fn every_task_runs_from_a_plain_unzip_with_plain_binaries() {
     package_unzip_and_run(Storage::Plain);
+}
+
+/// What a file is now: its bytes and modification time, or `None` when it does not exist.
+fn snapshot(file: &Path) -> Option<(std::time::SystemTime, Vec<u8>)> {
+    let modified = std::fs::metadata(file).ok()?.modified().unwrap();
+    Some((modified, std::fs::read(file).unwrap()))
+}
+
+/// package.sh building its own binaries (no --prebuilt) puts them in the `vsix` profile's
+/// folder: the development builds in target/release, which have TLS inside, stay as they were
+/// (or absent), and the package holds the `vsix` builds.
+#[test]
+fn packaging_leaves_the_release_builds_alone() {
+    // Built first, so package.sh's own cargo build finds nothing to do.
+    let shipped = shipped_tasks_built();
+    let target = launcher_testkit::target_dir();
+    let release = target.join("release");
+    let before: Vec<_> = TASKS
+        .iter()
+        .map(|(_, binary)| snapshot(&release.join(binary)))
+        .collect();
+
+    let work = tempfile::tempdir().unwrap();
+    let packaged = package(None, &work.path().join("out"), &target, "never");
+
+    for ((_, binary), before) in TASKS.iter().zip(before) {
+        let file = release.join(binary);
+        let after = snapshot(&file);
+        assert!(
+            after == before,
+            "package.sh changed {} (existed before: {}, after: {})",
+            file.display(),
+            before.is_some(),
+            after.is_some()
+        );
+    }
+    let unzipped = work.path().join("unzipped");
+    unzip(&packaged.vsix, &unzipped);
+    for (folder, binary) in TASKS {
+        let packed = unzipped
+            .join(folder)
+            .join("bin")
+            .join(node_platform())
+            .join(binary);
+        assert!(
+            std::fs::read(&packed).unwrap() == std::fs::read(shipped.join(binary)).unwrap(),
+            "{} is not the vsix profile's build",
+            packed.display()
+        );
+    }
 }

@@ -291,7 +291,10 @@ fn bypasses_proxy(proxy: &AgentProxy, url: &url::Url) -> bool {
             d.eq_ignore_ascii_case("localhost") || d.eq_ignore_ascii_case("loopback")
         }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        // ::1, and 127.0.0.1 in the IPv4-mapped or -compatible forms, as .NET's IPv6 parser.
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
         None => false,
     };
     if loopback {
@@ -303,6 +306,16 @@ fn bypasses_proxy(proxy: &AgentProxy, url: &url::Url) -> bool {
         None => format!("{}://{host}", url.scheme()),
     };
     proxy.bypass.iter().any(|r| r.is_match(&subject))
+}
+
+/// Whether a request to `url` goes straight rather than through the agent's proxy
+/// `settings` (loopback, or a matching Agent.ProxyBypassList pattern): the rule the launcher's
+/// tunnel follows too (tests/vectors/proxy-bypass.json). An unusable proxy URL is an error.
+pub fn bypasses_agent_proxy(
+    settings: &super::ProxySettings,
+    url: &url::Url,
+) -> Result<bool, HttpSetupError> {
+    Ok(bypasses_proxy(&agent_proxy(settings)?, url))
 }
 
 fn agent_proxy(settings: &super::ProxySettings) -> Result<AgentProxy, HttpSetupError> {

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use connect::{ConnectError, Connector, Origin, Route, Stream};
 use wire::{ReadError, Target, WriteError};
 
+pub use connect::bypasses_agent_proxy;
 pub use message::{is_valid_header_value, Method, Request, Response, StatusCode, DEFAULT_MAX_BODY};
 pub use retry::{HttpClient, Replay, RetryPolicy, SendError};
 

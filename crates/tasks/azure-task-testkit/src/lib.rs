@@ -82,8 +82,10 @@ impl Env {
         vars
     }
 
+    /// Starts `binary` (directly, or the shipped build through the launcher: see
+    /// launcher-testkit).
     pub fn spawn(&self, binary: &str, inputs: &[(&str, &str)]) -> Child {
-        Command::new(binary)
+        launcher_testkit::command(Path::new(binary))
             .env_clear()
             .envs(self.vars(inputs))
             .current_dir(self.root())

@@ -196,10 +196,11 @@ impl Job {
     }
 
     /// The process for a step: the job's environment plus `inputs` (`INPUT_<NAME>`), a new
-    /// task instance id.
+    /// task instance id. `binary` runs directly, or as its shipped build through the launcher
+    /// (launcher-testkit).
     pub fn command(&mut self, binary: &Path, inputs: &[(&str, &str)]) -> Process {
         self.steps += 1;
-        let mut process = Process::new(binary);
+        let mut process = launcher_testkit::command(binary);
         process.env_clear().envs(&self.env);
         process.env("SYSTEM_TASKINSTANCEID", format!("task-{:04}", self.steps));
         for (name, value) in inputs {
@@ -260,7 +261,7 @@ pub fn bin_dir() -> PathBuf {
 /// its tests).
 pub fn sibling_binary(package: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Process::new(cargo)
+    let status = launcher_testkit::clear_cargo_test_env(&mut Process::new(cargo))
         .args(["build", "--quiet", "-p", package, "--bin", package])
         .status()
         .expect("cargo runs");
