@@ -151,11 +151,15 @@ impl Scope for TemplateScope<'_> {
     fn variable(&self, name: &str) -> Option<String> {
         self.vars.value(name).map(str::to_owned)
     }
-    fn parameter(&self, name: &str) -> Option<String> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
+    fn context(&self, name: &str) -> Option<expr::Val> {
+        name.eq_ignore_ascii_case("parameters").then(|| {
+            expr::Val::Object(
+                self.params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), expr::Val::Str(v.clone())))
+                    .collect(),
+            )
+        })
     }
     fn outcomes(&self, _: &[String]) -> Result<Vec<Outcome>, String> {
         Err("status functions cannot be used in a template expression".into())
@@ -1159,7 +1163,7 @@ fn substitute(node: &mut Node, scope: &dyn Scope, errors: &mut Vec<(Pos, String)
     match &mut node.value {
         yaml::Value::Scalar { text, .. } => {
             if text.contains("${{") {
-                match expr::substitute_template(text, scope) {
+                match expr::substitute_template(text, scope, &[]) {
                     Ok(new) => *text = new,
                     Err(e) => errors.push((node.pos, e)),
                 }
