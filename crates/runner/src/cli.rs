@@ -26,6 +26,7 @@ OPTIONS:
   --sources-dir DIR      the checkout (default: the current folder)
   --work-dir DIR         the pipeline workspace root (default: a temporary folder, removed)
   --debug                System.Debug=true: show task.debug and processed commands
+  --attempt N            System.JobAttempt of every job (default 1), as a re-run raises it
   --input NAME=VALUE     (task) an input, by name or alias
   --timeout MINUTES      (task) the step's timeoutInMinutes
   -h, --help             this help
@@ -57,6 +58,8 @@ pub struct Args {
     pub work_dir: Option<PathBuf>,
     pub debug: bool,
     pub timeout_minutes: Option<u64>,
+    /// `System.JobAttempt`: 1 unless `--attempt N`.
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +105,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         work_dir: None,
         debug: false,
         timeout_minutes: None,
+        attempt: 1,
     };
     let mut target = None;
     while let Some(arg) = it.next() {
@@ -147,6 +151,13 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             "--tasks-dir" => args.tasks_dirs.push(value(&mut it)?.into()),
             "--sources-dir" => args.sources_dir = Some(value(&mut it)?.into()),
             "--work-dir" => args.work_dir = Some(value(&mut it)?.into()),
+            "--attempt" => {
+                let v = value(&mut it)?;
+                args.attempt =
+                    v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        format!("--attempt expects a whole number from 1, got '{v}'")
+                    })?;
+            }
             "--timeout" => {
                 let v = value(&mut it)?;
                 args.timeout_minutes = Some(
@@ -198,6 +209,11 @@ mod tests {
         assert_eq!(a.secrets, vec![("s".into(), "1".into())]);
         assert!(a.emulators);
         assert_eq!(a.log_dir, Some("logs".into()));
+        assert_eq!(a.attempt, 1);
+        let Parsed::Args(a) = args(&["run", "p.yml", "--attempt", "3"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(a.attempt, 3);
     }
 
     #[test]
@@ -206,6 +222,10 @@ mod tests {
         assert!(args(&["run", "p.yml", "--var", "novalue"]).is_err());
         assert!(args(&["run", "p.yml", "--bogus"]).is_err());
         assert!(args(&["run", "p.yml", "--input", "a=b"]).is_err());
+        assert!(args(&["run", "p.yml", "--attempt", "0"])
+            .unwrap_err()
+            .contains("--attempt"));
+        assert!(args(&["run", "p.yml", "--attempt", "x"]).is_err());
         assert_eq!(args(&[]).unwrap(), Parsed::Help);
     }
 }

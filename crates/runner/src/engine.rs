@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::commands::{Interpreter, Shown, Update};
 use crate::endpoints::{system_connection, Endpoint};
 use crate::expr::{Outcome, Scope};
+use crate::identity::{guid, RunIdentity};
 use crate::manifest::{Handler, Manifest};
 use crate::output::{Printer, Row};
 use crate::pipeline::{Condition, Job, Pipeline, Shell, Stage, Step, StepKind, VarDef};
@@ -19,6 +20,8 @@ use crate::varsfile::VarValue;
 
 /// Everything a run needs besides the pipeline.
 pub struct Settings {
+    /// The run's plan id, build id and number, attempt.
+    pub identity: RunIdentity,
     /// The checkout: `Build.SourcesDirectory` and `System.DefaultWorkingDirectory`.
     pub sources_dir: PathBuf,
     /// Holds one folder per job (its `Pipeline.Workspace`) and the published artifacts.
@@ -452,6 +455,7 @@ impl<'a> Engine<'a> {
             .unwrap_or_else(|| "__default".into());
         let job_name = job.map(|j| j.name.clone()).unwrap_or_else(|| "Job".into());
         let branch = self.git.0.clone().unwrap_or_else(|| "main".into());
+        let id = &self.settings.identity;
         let defaults: Vec<(&str, String)> = vec![
             ("Pipeline.Workspace", p(&ws)),
             ("Agent.BuildDirectory", p(&ws)),
@@ -487,8 +491,8 @@ impl<'a> Engine<'a> {
             ("Build.Repository.Name", repo_name.clone()),
             ("Build.Repository.Provider", "Git".into()),
             ("Build.Repository.Uri", format!("file://{sources}")),
-            ("Build.BuildId", "1".into()),
-            ("Build.BuildNumber", "local.1".into()),
+            ("Build.BuildId", id.build_id.to_string()),
+            ("Build.BuildNumber", id.build_number.clone()),
             ("Build.DefinitionName", repo_name),
             ("Build.Reason", "Manual".into()),
             (
@@ -520,14 +524,11 @@ impl<'a> Engine<'a> {
             ),
             ("System.DefinitionId", "1".into()),
             ("System.HostType", "build".into()),
-            (
-                "System.PlanId",
-                "00000000-0000-4000-8000-0000000091a7".into(),
-            ),
-            (
-                "System.JobId",
-                "00000000-0000-4000-8000-000000000j0b".replace("j0b", "00b"),
-            ),
+            ("System.PlanId", id.plan_id.clone()),
+            ("System.TimelineId", id.plan_id.clone()),
+            ("System.JobAttempt", id.attempt.to_string()),
+            ("System.PhaseAttempt", id.attempt.to_string()),
+            ("System.StageAttempt", id.attempt.to_string()),
             ("System.StageName", stage_name.clone()),
             (
                 "System.StageDisplayName",
@@ -548,7 +549,9 @@ impl<'a> Engine<'a> {
 
     fn run_job(&mut self, pipeline: &Pipeline, stage: &Stage, job: &Job) -> Outcome {
         let started = Instant::now();
-        let vars = self.scope_variables(pipeline, Some(stage), Some(job));
+        let mut vars = self.scope_variables(pipeline, Some(stage), Some(job));
+        // Every job of every run is a new job to the service; tasks key idempotency on it.
+        vars.set_force("System.JobId", &guid(), false);
         let ws = self.job_dir(Some(stage), Some(job));
         for sub in ["a", "b", "_temp", "TestResults"] {
             if let Err(e) = std::fs::create_dir_all(ws.join(sub)) {
@@ -662,6 +665,18 @@ impl<'a> Engine<'a> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            // Each step is a new task instance (a retry keeps it, as on the agent).
+            state
+                .vars
+                .set_force("System.TaskInstanceId", &guid(), false);
+            state
+                .vars
+                .set_force("System.TaskDisplayName", &title, false);
+            state.vars.set_force(
+                "System.TaskInstanceName",
+                step.name.as_deref().unwrap_or(&stem),
+                false,
+            );
             let (mut outcome, mut note) = self.run_step(&mut state, step, timeout);
             // retryCountOnTaskFailure: run a failed step again, as the agent does.
             let mut attempt = 0;

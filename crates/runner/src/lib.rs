@@ -19,6 +19,7 @@ pub mod emulators;
 pub mod endpoints;
 pub mod engine;
 pub mod expr;
+pub mod identity;
 pub mod manifest;
 pub mod output;
 pub mod pipeline;
@@ -206,7 +207,9 @@ fn prepare(args: &Args) -> Result<Prepared, String> {
     std::fs::create_dir_all(&work_dir)
         .map_err(|e| format!("cannot create the work folder {}: {e}", work_dir.display()))?;
     let work_dir = std::fs::canonicalize(&work_dir).unwrap_or(work_dir);
+    let identity = identity::RunIdentity::new(&identity::state_dir(&sources_dir), args.attempt);
     let settings = Settings {
+        identity,
         sources_dir,
         work_dir,
         binaries: tasks.binaries.clone(),
