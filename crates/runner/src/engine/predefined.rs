@@ -1,0 +1,209 @@
+//! The variables of a stage or job: predefined ones (as the agent sets them), then the
+//! settings', the pipeline's, the stage's and the job's, then `--var`/`--secret`.
+
+use std::path::{Path, PathBuf};
+
+use super::Engine;
+use crate::pipeline::{Job, Pipeline, Stage, VarDef};
+use crate::variables::Variables;
+
+impl Engine<'_> {
+    /// The variables of a scope, lowest precedence first: predefined, emulators and vars
+    /// file, pipeline, stage, job (with their groups), then `--var`/`--secret`.
+    pub(super) fn scope_variables(
+        &self,
+        pipeline: &Pipeline,
+        stage: Option<&Stage>,
+        job: Option<&Job>,
+    ) -> Variables {
+        let mut vars = Variables::new();
+        self.predefined(&mut vars, stage, job);
+        for (name, v) in &self.settings.base_variables {
+            vars.set_force(name, &v.value, v.secret);
+        }
+        let mut defs: Vec<&VarDef> = pipeline.variables.iter().collect();
+        if let Some(s) = stage {
+            defs.extend(&s.variables);
+        }
+        if let Some(j) = job {
+            defs.extend(&j.variables);
+        }
+        for def in defs {
+            match def {
+                VarDef::Value {
+                    name,
+                    value,
+                    read_only,
+                } => {
+                    vars.set_force(name, value, false);
+                    if *read_only {
+                        let _ = vars.set(name, value, false, true);
+                    }
+                }
+                VarDef::Group { name, .. } => {
+                    for (n, v) in self.settings.groups.get(name).into_iter().flatten() {
+                        vars.set_force(n, &v.value, v.secret);
+                    }
+                }
+            }
+        }
+        for (name, v) in &self.settings.overrides {
+            vars.set_force(name, &v.value, v.secret);
+        }
+        vars.expand_values();
+        vars
+    }
+
+    pub(super) fn job_dir(&self, stage: Option<&Stage>, job: Option<&Job>) -> PathBuf {
+        let name = match (stage, job) {
+            (Some(s), Some(j)) if !s.implicit => format!("{}_{}", s.name, j.name),
+            (_, Some(j)) => j.name.clone(),
+            _ => "pipeline".into(),
+        };
+        self.settings.work_dir.join(name)
+    }
+
+    pub(super) fn predefined(
+        &self,
+        vars: &mut Variables,
+        stage: Option<&Stage>,
+        job: Option<&Job>,
+    ) {
+        let sources = self.settings.sources_dir.display().to_string();
+        let ws = self.job_dir(stage, job);
+        let p = |d: &Path| d.display().to_string();
+        let repo_name = self
+            .settings
+            .sources_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("self")
+            .to_owned();
+        let os = match std::env::consts::OS {
+            "linux" => "Linux",
+            "macos" => "Darwin",
+            "windows" => "Windows_NT",
+            other => other,
+        };
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "X64",
+            "aarch64" => "ARM64",
+            "x86" => "X86",
+            other => other,
+        };
+        let stage_name = stage
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| "__default".into());
+        let job_name = job.map(|j| j.name.clone()).unwrap_or_else(|| "Job".into());
+        let branch = self.git.0.clone().unwrap_or_else(|| "main".into());
+        let id = &self.settings.identity;
+        let defaults: Vec<(&str, String)> = vec![
+            ("Pipeline.Workspace", p(&ws)),
+            ("Agent.BuildDirectory", p(&ws)),
+            ("Agent.WorkFolder", p(&self.settings.work_dir)),
+            ("Agent.TempDirectory", p(&ws.join("_temp"))),
+            (
+                "Agent.ToolsDirectory",
+                p(&self.settings.work_dir.join("_tool")),
+            ),
+            ("Agent.HomeDirectory", p(&self.settings.work_dir)),
+            ("Agent.Name", "azp-local".into()),
+            (
+                "Agent.MachineName",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into()),
+            ),
+            ("Agent.OS", os.into()),
+            ("Agent.OSArchitecture", arch.into()),
+            (
+                "Agent.JobName",
+                job.and_then(|j| j.display_name.clone())
+                    .unwrap_or_else(|| job_name.clone()),
+            ),
+            ("Agent.JobStatus", "Succeeded".into()),
+            ("Agent.Id", "1".into()),
+            ("Build.SourcesDirectory", sources.clone()),
+            ("Build.Repository.LocalPath", sources.clone()),
+            ("System.DefaultWorkingDirectory", sources.clone()),
+            ("Build.BinariesDirectory", p(&ws.join("b"))),
+            ("Build.ArtifactStagingDirectory", p(&ws.join("a"))),
+            ("Build.StagingDirectory", p(&ws.join("a"))),
+            ("System.ArtifactsDirectory", p(&ws.join("a"))),
+            ("Common.TestResultsDirectory", p(&ws.join("TestResults"))),
+            ("Build.Repository.Name", repo_name.clone()),
+            ("Build.Repository.Provider", "Git".into()),
+            ("Build.Repository.Uri", format!("file://{sources}")),
+            ("Build.BuildId", id.build_id.to_string()),
+            ("Build.BuildNumber", id.build_number.clone()),
+            ("Build.DefinitionName", repo_name),
+            ("Build.Reason", "Manual".into()),
+            (
+                "Build.RequestedFor",
+                std::env::var("USER").unwrap_or_else(|_| "azp-local".into()),
+            ),
+            ("Build.SourceBranch", format!("refs/heads/{branch}")),
+            (
+                "Build.SourceBranchName",
+                branch.rsplit('/').next().unwrap_or(&branch).to_owned(),
+            ),
+            (
+                "Build.SourceVersion",
+                self.git.1.clone().unwrap_or_default(),
+            ),
+            ("System.TeamProject", "local".into()),
+            (
+                "System.TeamProjectId",
+                "00000000-0000-4000-8000-00000000a2b1".into(),
+            ),
+            ("System.CollectionUri", "http://localhost/azp-local/".into()),
+            (
+                "System.TeamFoundationCollectionUri",
+                "http://localhost/azp-local/".into(),
+            ),
+            (
+                "System.CollectionId",
+                "00000000-0000-4000-8000-00000000c011".into(),
+            ),
+            ("System.DefinitionId", "1".into()),
+            ("System.HostType", "build".into()),
+            ("System.PlanId", id.plan_id.clone()),
+            ("System.TimelineId", id.plan_id.clone()),
+            ("System.JobAttempt", id.attempt.to_string()),
+            ("System.PhaseAttempt", id.attempt.to_string()),
+            ("System.StageAttempt", id.attempt.to_string()),
+            ("System.StageName", stage_name.clone()),
+            (
+                "System.StageDisplayName",
+                stage
+                    .and_then(|s| s.display_name.clone())
+                    .unwrap_or(stage_name),
+            ),
+            ("System.JobName", job_name.clone()),
+            ("System.PhaseName", job_name),
+            ("System.Debug", "false".into()),
+            ("System.PullRequest.IsFork", "False".into()),
+            ("System.AccessToken", self.collection_token.clone()),
+        ];
+        for (name, value) in defaults {
+            vars.set_force(name, &value, name == "System.AccessToken");
+        }
+    }
+}
+
+pub(super) fn git_output(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+pub(super) fn git_branch(dir: &Path) -> Option<String> {
+    git_output(dir, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD")
+}
+
+pub(super) fn git_head(dir: &Path) -> Option<String> {
+    git_output(dir, &["rev-parse", "HEAD"])
+}

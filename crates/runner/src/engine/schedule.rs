@@ -1,0 +1,241 @@
+//! The order of stages and jobs and whether each runs: dependencies, conditions and their
+//! scopes, the outcome of a stage from its jobs.
+
+use std::time::{Duration, Instant};
+
+use super::{worst, Engine, JobState, RunResult};
+use crate::expr::{Outcome, Scope};
+use crate::output::{Printer, Row};
+use crate::pipeline::{Condition, Pipeline, Stage};
+use crate::process;
+use crate::variables::Variables;
+
+impl Engine<'_> {
+    pub fn run(mut self, pipeline: &Pipeline) -> RunResult {
+        let started = Instant::now();
+        let mut stage_outcomes: Vec<(String, Outcome)> = Vec::new();
+        let stage_refs = dependency_order(
+            &pipeline.stages,
+            |s| s.name.as_str(),
+            |s| s.depends_on.as_slice(),
+        );
+        for stage in stage_refs {
+            let deps = dependency_outcomes(&stage.depends_on, &stage_outcomes);
+            let vars = self.scope_variables(pipeline, Some(stage), None);
+            let scope = DependencyScope {
+                vars: &vars,
+                deps,
+                canceled: process::cancel_requested(),
+            };
+            let title = stage
+                .display_name
+                .clone()
+                .unwrap_or_else(|| stage.name.clone());
+            if !stage.implicit {
+                self.printer.stage(&title);
+            }
+            let run = evaluate(stage.condition.as_ref(), &scope, self.printer);
+            let outcome = if run {
+                self.run_stage(pipeline, stage)
+            } else {
+                let why = stage
+                    .condition
+                    .as_ref()
+                    .map(|c| format!("condition '{}' was false", c.text))
+                    .unwrap_or_else(|| "a dependency did not succeed".into());
+                self.printer.note(&format!("stage skipped: {why}"));
+                for job in &stage.jobs {
+                    self.rows.push(Row {
+                        path: self.job_path(stage, job),
+                        outcome: Outcome::Skipped,
+                        duration: Duration::ZERO,
+                        note: String::new(),
+                    });
+                }
+                Outcome::Skipped
+            };
+            stage_outcomes.push((stage.name.clone(), outcome));
+        }
+        let mut overall = stage_outcomes
+            .iter()
+            .fold(Outcome::Skipped, |acc, (_, o)| worst(acc, *o));
+        if overall == Outcome::Skipped {
+            overall = Outcome::Succeeded;
+        }
+        if process::cancel_requested() {
+            overall = Outcome::Canceled;
+        }
+        self.printer.table(&self.rows, started.elapsed(), overall);
+        RunResult {
+            outcome: overall,
+            rows: self.rows,
+        }
+    }
+
+    pub(super) fn run_stage(&mut self, pipeline: &Pipeline, stage: &Stage) -> Outcome {
+        let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+        for job in dependency_order(
+            &stage.jobs,
+            |j| j.name.as_str(),
+            |j| j.depends_on.as_slice(),
+        ) {
+            let deps = dependency_outcomes(&job.depends_on, &outcomes);
+            let vars = self.scope_variables(pipeline, Some(stage), Some(job));
+            let scope = DependencyScope {
+                vars: &vars,
+                deps,
+                canceled: process::cancel_requested(),
+            };
+            let title = job.display_name.clone().unwrap_or_else(|| job.name.clone());
+            if !job.implicit {
+                self.printer.job(&title);
+            }
+            let outcome = if evaluate(job.condition.as_ref(), &scope, self.printer) {
+                let mut o = self.run_job(pipeline, stage, job);
+                if o == Outcome::Failed && job.continue_on_error {
+                    o = Outcome::SucceededWithIssues;
+                }
+                o
+            } else {
+                let why = job
+                    .condition
+                    .as_ref()
+                    .map(|c| format!("condition '{}' was false", c.text))
+                    .unwrap_or_else(|| "a dependency did not succeed".into());
+                self.printer.note(&format!("job skipped: {why}"));
+                self.rows.push(Row {
+                    path: self.job_path(stage, job),
+                    outcome: Outcome::Skipped,
+                    duration: Duration::ZERO,
+                    note: String::new(),
+                });
+                Outcome::Skipped
+            };
+            outcomes.push((job.name.clone(), outcome));
+        }
+        outcomes
+            .iter()
+            .fold(Outcome::Skipped, |acc, (_, o)| worst(acc, *o))
+    }
+}
+
+pub(super) struct StepScope<'a>(pub(super) &'a JobState);
+
+impl Scope for StepScope<'_> {
+    fn variable(&self, name: &str) -> Option<String> {
+        self.0.vars.value(name).map(str::to_owned)
+    }
+    fn outcomes(&self, _: &[String]) -> Result<Vec<Outcome>, String> {
+        Ok(vec![self.0.outcome])
+    }
+    fn canceled(&self) -> bool {
+        self.0.canceled
+    }
+}
+
+/// The scope of a job's or stage's condition: its dependencies' outcomes.
+pub(super) struct DependencyScope<'a> {
+    vars: &'a Variables,
+    deps: Vec<(String, Outcome)>,
+    canceled: bool,
+}
+
+impl Scope for DependencyScope<'_> {
+    fn variable(&self, name: &str) -> Option<String> {
+        self.vars.value(name).map(str::to_owned)
+    }
+    fn outcomes(&self, names: &[String]) -> Result<Vec<Outcome>, String> {
+        if names.is_empty() {
+            return Ok(self.deps.iter().map(|(_, o)| *o).collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.dependency(n)
+                    .ok_or_else(|| format!("'{n}' is not a dependency"))
+            })
+            .collect()
+    }
+    fn dependency(&self, name: &str) -> Option<Outcome> {
+        self.deps
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, o)| *o)
+    }
+    fn canceled(&self) -> bool {
+        self.canceled
+    }
+}
+
+pub(super) fn evaluate(
+    condition: Option<&Condition>,
+    scope: &dyn Scope,
+    printer: &mut Printer,
+) -> bool {
+    match condition {
+        None => {
+            scope
+                .outcomes(&[])
+                .map(|o| o.iter().all(|o| o.is_success()))
+                .unwrap_or(false)
+                && !scope.canceled()
+        }
+        Some(c) => match c.expr.eval(scope) {
+            Ok(v) => v.truthy(),
+            Err(e) => {
+                printer.error(&format!("condition '{}' cannot be evaluated: {e}", c.text));
+                false
+            }
+        },
+    }
+}
+
+/// Orders items so that each comes after its dependencies, keeping the written order
+/// otherwise. The loader has rejected cycles and unknown names.
+pub(super) fn dependency_order<T>(
+    items: &[T],
+    name: impl Fn(&T) -> &str,
+    deps: impl Fn(&T) -> &[String],
+) -> Vec<&T> {
+    let mut done: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < items.len() {
+        let before = out.len();
+        for item in items {
+            let n = name(item);
+            if done.iter().any(|d| d.eq_ignore_ascii_case(n)) {
+                continue;
+            }
+            if deps(item)
+                .iter()
+                .all(|d| done.iter().any(|x| x.eq_ignore_ascii_case(d)))
+            {
+                done.push(n);
+                out.push(item);
+            }
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    out
+}
+
+/// The outcome of each stage or job named in `depends_on` (names compare case-insensitively,
+/// as on the service); one that has not run counts as skipped.
+pub(super) fn dependency_outcomes(
+    depends_on: &[String],
+    outcomes: &[(String, Outcome)],
+) -> Vec<(String, Outcome)> {
+    depends_on
+        .iter()
+        .map(|d| {
+            let outcome = outcomes
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(d))
+                .map(|(_, o)| *o)
+                .unwrap_or(Outcome::Skipped);
+            (d.clone(), outcome)
+        })
+        .collect()
+}
