@@ -207,9 +207,11 @@ fn prepare(args: &Args) -> Result<Prepared, String> {
     std::fs::create_dir_all(&work_dir)
         .map_err(|e| format!("cannot create the work folder {}: {e}", work_dir.display()))?;
     let work_dir = std::fs::canonicalize(&work_dir).unwrap_or(work_dir);
-    let identity = identity::RunIdentity::new(&identity::state_dir(&sources_dir), args.attempt);
+    let state_dir = identity::state_dir(&sources_dir);
+    let identity = identity::RunIdentity::new(&state_dir, args.attempt);
     let settings = Settings {
         identity,
+        state_dir,
         sources_dir,
         work_dir,
         binaries: tasks.binaries.clone(),
@@ -413,6 +415,8 @@ fn task_pipeline(args: &Args, prepared: &Prepared) -> Result<Pipeline, String> {
         steps: vec![step],
         deployment: false,
         environment: None,
+        legs: Default::default(),
+        lifecycle: None,
         implicit: true,
     };
     Ok(Pipeline {

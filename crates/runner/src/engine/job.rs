@@ -5,35 +5,65 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::expr::Outcome;
+use crate::expr::{Outcome, Val};
 use crate::identity::guid;
 use crate::output::Row;
-use crate::pipeline::{Job, Pipeline, Shell, Stage, Step, StepKind};
+use crate::pipeline::{DeployKind, Job, Lifecycle, Pipeline, Shell, Stage, Step, StepKind};
 use crate::process;
 use crate::variables::{env_name, Masker, Variables};
 
+use super::runtime::Leg;
 use super::schedule::{evaluate, StepScope};
 use super::{worst, Engine, JobState};
 
 impl Engine<'_> {
-    pub(super) fn run_job(&mut self, pipeline: &Pipeline, stage: &Stage, job: &Job) -> Outcome {
+    /// Runs one copy of a job; returns its outcome and its output variables.
+    pub(super) fn run_job(
+        &mut self,
+        pipeline: &Pipeline,
+        stage: &Stage,
+        job: &Job,
+        leg: &Leg,
+        contexts: &[(String, Val)],
+        deps: &[(String, Outcome)],
+    ) -> (Outcome, Vec<(String, String)>) {
         let started = Instant::now();
-        let mut vars = self.scope_variables(pipeline, Some(stage), Some(job));
+        let mut job_path = self.job_path(stage, job);
+        if let Some(suffix) = &leg.suffix {
+            job_path = format!("{job_path} {suffix}");
+        }
+        let (mut vars, errors) =
+            self.scope_variables(pipeline, Some(stage), Some(job), Some(leg), contexts, deps);
+        if !errors.is_empty() {
+            for e in &errors {
+                self.printer.error(&format!("job '{}': {e}", job.name));
+            }
+            self.rows.push(Row {
+                path: job_path,
+                outcome: Outcome::Failed,
+                duration: Duration::ZERO,
+                note: "a variable could not be evaluated".into(),
+            });
+            return (Outcome::Failed, Vec::new());
+        }
         // Every job of every run is a new job to the service; tasks key idempotency on it.
         vars.set_force("System.JobId", &guid(), false);
-        let ws = self.job_dir(Some(stage), Some(job));
+        let ws = self.job_dir(Some(stage), Some(job), Some(leg));
         for sub in ["a", "b", "_temp", "TestResults"] {
             if let Err(e) = std::fs::create_dir_all(ws.join(sub)) {
                 self.printer.error(&format!(
                     "cannot create the job's workspace {}: {e}",
                     ws.display()
                 ));
-                return Outcome::Failed;
+                return (Outcome::Failed, Vec::new());
             }
         }
         let mut masker = Masker::default();
         for v in vars.iter().filter(|v| v.secret) {
             masker.add(&v.value);
+        }
+        for secret in &self.secret_outputs {
+            masker.add(secret);
         }
         let mut state = JobState {
             vars,
@@ -43,6 +73,8 @@ impl Engine<'_> {
             task_variables: BTreeMap::new(),
             outcome: Outcome::Succeeded,
             canceled: false,
+            outputs: Vec::new(),
+            output_prefixes: leg.output_prefix.iter().cloned().collect(),
         };
         for e in &state.endpoints {
             for s in e.secrets() {
@@ -54,30 +86,146 @@ impl Engine<'_> {
             .timeout_minutes
             .filter(|m| *m > 0)
             .map(|m| started + Duration::from_secs(m * 60));
-        let job_path = self.job_path(stage, job);
-
-        // Deployment jobs download the run's artifacts first, as the service does.
-        let downloads_none = job.steps.iter().any(|s| matches!(&s.kind, StepKind::Download { source, .. } if source.eq_ignore_ascii_case("none")));
-        if job.deployment && !downloads_none {
-            let t = Instant::now();
-            self.step_counter += 1;
-            self.printer.step_start(
-                self.step_counter,
-                "Download artifacts (deployment job)",
-                "download-artifacts",
-            );
-            let (outcome, note) = self.download(&mut state, None, None);
-            self.printer.step_end(outcome, t.elapsed(), &note);
-            self.rows.push(Row {
-                path: format!("{job_path} / Download artifacts"),
-                outcome,
-                duration: t.elapsed(),
-                note,
-            });
-            state.outcome = worst(state.outcome, outcome);
+        let run = JobRun {
+            path: job_path,
+            deadline,
+            timeout_minutes: job.timeout_minutes.unwrap_or(0),
+        };
+        match &job.lifecycle {
+            Some(lifecycle) => self.run_lifecycle(&mut state, job, lifecycle, &run),
+            None => self.run_steps(&mut state, &job.steps, &run),
         }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            state.outcome = Outcome::Failed;
+        }
+        let outputs = std::mem::take(&mut state.outputs);
+        if state.canceled || process::cancel_requested() {
+            return (Outcome::Canceled, outputs);
+        }
+        (state.outcome, outputs)
+    }
 
-        for step in &job.steps {
+    /// A deployment job's hooks in the service's order: preDeploy; deploy, routeTraffic,
+    /// postRouteTraffic (once per canary increment); then on.success or on.failure. Each
+    /// hook is a job of its own on the service, named as its output variables show
+    /// (`<job>` for runOnce, `<hook>_<increment>` for canary, `<hook>_<resource>` for
+    /// rolling); locally they share one workspace.
+    fn run_lifecycle(
+        &mut self,
+        state: &mut JobState,
+        job: &Job,
+        lifecycle: &Lifecycle,
+        run: &JobRun,
+    ) {
+        let strategy = match &lifecycle.kind {
+            DeployKind::RunOnce => "runOnce",
+            DeployKind::Rolling => "rolling",
+            DeployKind::Canary(_) => "canary",
+        };
+        state.vars.set_force("Strategy.Name", strategy, false);
+        state.vars.set_force("Strategy.Action", "deploy", false);
+        let rounds: Vec<Option<&str>> = match &lifecycle.kind {
+            DeployKind::Canary(increments) => increments.iter().map(|i| Some(i.as_str())).collect(),
+            _ => vec![None],
+        };
+        let resource = lifecycle.resource.as_deref();
+        let mut plan: Vec<(&str, Option<&str>)> = vec![("preDeploy", None)];
+        for round in &rounds {
+            for hook in ["deploy", "routeTraffic", "postRouteTraffic"] {
+                plan.push((hook, *round));
+            }
+        }
+        for (hook, increment) in plan {
+            let Some(steps) = lifecycle.hook(hook) else {
+                continue;
+            };
+            self.enter_hook(state, job, lifecycle, hook, increment);
+            if hook == "deploy" {
+                // The service injects the artifact download into the deploy hook.
+                let none = steps.iter().any(|s| matches!(&s.kind, StepKind::Download { source, .. } if source.eq_ignore_ascii_case("none")));
+                if !none {
+                    self.download_all(state, &run.path);
+                }
+            }
+            let hook_run = JobRun {
+                path: hook_path(&run.path, hook, increment.or(resource)),
+                ..*run
+            };
+            self.run_steps(state, steps, &hook_run);
+        }
+        // on.failure when a hook failed, on.success otherwise; the hook starts as a new job
+        // (its steps' default condition holds), the job keeps the worse result.
+        let failed = state.outcome == Outcome::Failed || state.canceled;
+        let hook = if failed { "failure" } else { "success" };
+        if let Some(steps) = lifecycle.hook(hook) {
+            let before = state.outcome;
+            state.outcome = Outcome::Succeeded;
+            self.enter_hook(state, job, lifecycle, hook, None);
+            let hook_run = JobRun {
+                path: hook_path(&run.path, &format!("on.{hook}"), None),
+                ..*run
+            };
+            self.run_steps(state, steps, &hook_run);
+            state.outcome = worst(before, state.outcome);
+        }
+    }
+
+    /// Sets what a hook's steps see: `Strategy.Increment` and the prefixes of their output
+    /// variables.
+    fn enter_hook(
+        &mut self,
+        state: &mut JobState,
+        job: &Job,
+        lifecycle: &Lifecycle,
+        hook: &str,
+        increment: Option<&str>,
+    ) {
+        if let Some(i) = increment {
+            state.vars.set_force("Strategy.Increment", i, false);
+        }
+        let resource = lifecycle.resource.as_deref();
+        state.output_prefixes = match (&lifecycle.kind, increment, resource) {
+            (DeployKind::Canary(_), Some(i), _) => vec![format!("{hook}_{i}")],
+            (DeployKind::Canary(_), None, _) => vec![hook.to_owned()],
+            (DeployKind::Rolling, _, r) => vec![format!("{hook}_{}", r.unwrap_or("local"))],
+            // runOnce: the job's name; with a resource also `<Hook>_<resource>`.
+            (DeployKind::RunOnce, _, Some(r)) => {
+                let mut c = hook.chars();
+                let cap: String = c
+                    .next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default();
+                vec![job.name.clone(), format!("{cap}_{r}")]
+            }
+            (DeployKind::RunOnce, _, None) => vec![job.name.clone()],
+        };
+    }
+
+    /// The deployment's automatic download of every artifact published so far.
+    fn download_all(&mut self, state: &mut JobState, job_path: &str) {
+        let t = Instant::now();
+        self.step_counter += 1;
+        self.printer.step_start(
+            self.step_counter,
+            "Download artifacts (deployment job)",
+            "download-artifacts",
+        );
+        let (outcome, note) = self.download(state, None, None);
+        self.printer.step_end(outcome, t.elapsed(), &note);
+        self.rows.push(Row {
+            path: format!("{job_path} / Download artifacts"),
+            outcome,
+            duration: t.elapsed(),
+            note,
+        });
+        state.outcome = worst(state.outcome, outcome);
+    }
+
+    /// Runs steps in order with their conditions, timeouts, retries and results.
+    fn run_steps(&mut self, state: &mut JobState, steps: &[Step], run: &JobRun) {
+        let job_path = run.path.as_str();
+        let deadline = run.deadline;
+        for step in steps {
             state.canceled = state.canceled || process::cancel_requested();
             let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
             let title = step_title(step, &state.vars);
@@ -107,7 +255,7 @@ impl Engine<'_> {
             state
                 .vars
                 .set_force("Agent.JobStatus", state.outcome.as_str(), false);
-            if !evaluate(step.condition.as_ref(), &StepScope(&state), self.printer) {
+            if !evaluate(step.condition.as_ref(), &StepScope(state), self.printer) {
                 self.rows.push(Row {
                     path,
                     outcome: Outcome::Skipped,
@@ -146,7 +294,7 @@ impl Engine<'_> {
                 step.name.as_deref().unwrap_or(&stem),
                 false,
             );
-            let (mut outcome, mut note) = self.run_step(&mut state, step, timeout);
+            let (mut outcome, mut note) = self.run_step(&mut *state, step, timeout);
             // retryCountOnTaskFailure: run a failed step again, as the agent does.
             let mut attempt = 0;
             while outcome == Outcome::Failed
@@ -165,7 +313,7 @@ impl Engine<'_> {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
-                (outcome, note) = self.run_step(&mut state, step, timeout);
+                (outcome, note) = self.run_step(&mut *state, step, timeout);
             }
             if attempt > 0 {
                 note = if note.is_empty() {
@@ -185,7 +333,7 @@ impl Engine<'_> {
             if deadline.is_some_and(|d| Instant::now() >= d) && outcome == Outcome::Failed {
                 note = format!(
                     "the job ran longer than its timeoutInMinutes ({} min)",
-                    job.timeout_minutes.unwrap_or(0)
+                    run.timeout_minutes
                 );
             }
             self.printer.step_end(outcome, t.elapsed(), &note);
@@ -201,13 +349,6 @@ impl Engine<'_> {
                 state.outcome = worst(state.outcome, outcome);
             }
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            state.outcome = Outcome::Failed;
-        }
-        if state.canceled || process::cancel_requested() {
-            return Outcome::Canceled;
-        }
-        state.outcome
     }
 
     pub(super) fn run_step(
@@ -387,4 +528,25 @@ pub(super) fn replace_ignore_case(text: &str, needle: &str, with: &str) -> Strin
     }
     out.push_str(&text[at..]);
     out
+}
+
+/// Where and how long a job (or one of its hooks) runs.
+#[derive(Clone)]
+struct JobRun {
+    /// The job's path in the final table.
+    path: String,
+    deadline: Option<Instant>,
+    timeout_minutes: u64,
+}
+
+fn hook_path(job_path: &str, hook: &str, qualifier: Option<&str>) -> String {
+    let hook = match qualifier {
+        Some(q) => format!("{hook} {q}"),
+        None => hook.to_owned(),
+    };
+    if job_path.is_empty() {
+        hook
+    } else {
+        format!("{job_path} / {hook}")
+    }
 }

@@ -6,14 +6,17 @@
 mod artifacts;
 mod job;
 mod predefined;
+mod runtime;
 mod schedule;
 mod steps;
 mod task_env;
 
 pub use artifacts::copy_tree;
 use predefined::{git_branch, git_head};
+use runtime::StageRecord;
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use crate::endpoints::Endpoint;
@@ -28,6 +31,8 @@ use crate::varsfile::VarValue;
 pub struct Settings {
     /// The run's plan id, build id and number, attempt.
     pub identity: RunIdentity,
+    /// Kept between runs of this sources folder: the build counter, `counter()` values.
+    pub state_dir: PathBuf,
     /// The checkout: `Build.SourcesDirectory` and `System.DefaultWorkingDirectory`.
     pub sources_dir: PathBuf,
     /// Holds one folder per job (its `Pipeline.Workspace`) and the published artifacts.
@@ -59,6 +64,11 @@ struct JobState {
     task_variables: BTreeMap<String, Vec<(String, String, bool)>>,
     outcome: Outcome,
     canceled: bool,
+    /// Output variables for later jobs, `[<prefix>.]<step>.<var>`.
+    outputs: Vec<(String, String)>,
+    /// What prefixes outputs set now (a copy's or a deployment hook's name); more than one
+    /// when the service knows the hook by two names.
+    output_prefixes: Vec<String>,
 }
 
 fn worst(a: Outcome, b: Outcome) -> Outcome {
@@ -77,6 +87,12 @@ pub struct Engine<'a> {
     collection_token: String,
     /// The checkout's branch and commit, read once.
     git: (Option<String>, Option<String>),
+    /// Finished stages, their jobs' results and outputs.
+    stages_done: Vec<StageRecord>,
+    /// Values of secret output variables: masked in every later job.
+    secret_outputs: Vec<String>,
+    /// `$[ ]` values of root and stage variables, evaluated once per run.
+    runtime_cache: RefCell<HashMap<String, String>>,
 }
 
 impl<'a> Engine<'a> {
@@ -95,6 +111,9 @@ impl<'a> Engine<'a> {
             artifacts_dir,
             collection_token,
             git,
+            stages_done: Vec::new(),
+            secret_outputs: Vec::new(),
+            runtime_cache: RefCell::new(HashMap::new()),
         }
     }
 

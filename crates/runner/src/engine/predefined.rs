@@ -3,41 +3,67 @@
 
 use std::path::{Path, PathBuf};
 
+use super::runtime::{Leg, RuntimeScope};
 use super::Engine;
-use crate::pipeline::{Job, Pipeline, Stage, VarDef};
+use crate::expr::{Expression, Outcome, Val};
+use crate::pipeline::{runtime_expression, Job, Pipeline, Stage, VarDef};
+use crate::process;
 use crate::variables::Variables;
 
 impl Engine<'_> {
     /// The variables of a scope, lowest precedence first: predefined, emulators and vars
-    /// file, pipeline, stage, job (with their groups), then `--var`/`--secret`.
+    /// file, pipeline, stage, job (with their groups), the matrix entry, then
+    /// `--var`/`--secret`. `$[ ]` values are evaluated in order against the variables so
+    /// far and `contexts` (root and stage ones once per run, as the service does); their
+    /// errors come back with the variable's name.
     pub(super) fn scope_variables(
         &self,
         pipeline: &Pipeline,
         stage: Option<&Stage>,
         job: Option<&Job>,
-    ) -> Variables {
+        leg: Option<&Leg>,
+        contexts: &[(String, Val)],
+        deps: &[(String, Outcome)],
+    ) -> (Variables, Vec<String>) {
         let mut vars = Variables::new();
-        self.predefined(&mut vars, stage, job);
+        let mut errors = Vec::new();
+        self.predefined(&mut vars, stage, job, leg);
         for (name, v) in &self.settings.base_variables {
             vars.set_force(name, &v.value, v.secret);
         }
-        let mut defs: Vec<&VarDef> = pipeline.variables.iter().collect();
+        let mut defs: Vec<(String, &VarDef)> = pipeline
+            .variables
+            .iter()
+            .map(|d| ("root".to_owned(), d))
+            .collect();
         if let Some(s) = stage {
-            defs.extend(&s.variables);
+            defs.extend(s.variables.iter().map(|d| (format!("stage {}", s.name), d)));
         }
         if let Some(j) = job {
-            defs.extend(&j.variables);
+            defs.extend(j.variables.iter().map(|d| (String::new(), d)));
         }
-        for def in defs {
+        for (level, def) in defs {
             match def {
                 VarDef::Value {
                     name,
                     value,
                     read_only,
                 } => {
-                    vars.set_force(name, value, false);
+                    let value = match runtime_expression(value) {
+                        None => value.clone(),
+                        Some(expr) => {
+                            match self.runtime_value(&level, name, expr, &vars, contexts, deps) {
+                                Ok(v) => v,
+                                Err(e) => {
+                                    errors.push(format!("variable '{name}': $[ {expr} ]: {e}"));
+                                    String::new()
+                                }
+                            }
+                        }
+                    };
+                    vars.set_force(name, &value, false);
                     if *read_only {
-                        let _ = vars.set(name, value, false, true);
+                        let _ = vars.set(name, &value, false, true);
                     }
                 }
                 VarDef::Group { name, .. } => {
@@ -47,19 +73,68 @@ impl Engine<'_> {
                 }
             }
         }
+        for (name, value) in leg.map(|l| l.variables.as_slice()).unwrap_or_default() {
+            vars.set_force(name, value, false);
+        }
         for (name, v) in &self.settings.overrides {
             vars.set_force(name, &v.value, v.secret);
         }
         vars.expand_values();
-        vars
+        (vars, errors)
     }
 
-    pub(super) fn job_dir(&self, stage: Option<&Stage>, job: Option<&Job>) -> PathBuf {
-        let name = match (stage, job) {
+    /// Evaluates a `$[ ]` variable; a root or stage variable once per run (`level` names
+    /// it; a job's own, empty, every time its job starts).
+    fn runtime_value(
+        &self,
+        level: &str,
+        name: &str,
+        expr: &str,
+        vars: &Variables,
+        contexts: &[(String, Val)],
+        deps: &[(String, Outcome)],
+    ) -> Result<String, String> {
+        let key = format!("{level}\u{0}{}", name.to_ascii_lowercase());
+        if !level.is_empty() {
+            if let Some(v) = self.runtime_cache.borrow().get(&key) {
+                return Ok(v.clone());
+            }
+        }
+        let scope = RuntimeScope {
+            vars,
+            contexts,
+            deps: deps.to_vec(),
+            canceled: process::cancel_requested(),
+            counters: Some(self.settings.state_dir.clone()),
+        };
+        let value = Expression::parse(expr)?.eval(&scope)?;
+        if !value.is_scalar() {
+            return Err(format!(
+                "a variable's value must be a string, number or boolean, not {}",
+                value.kind()
+            ));
+        }
+        let text = value.to_text();
+        if !level.is_empty() {
+            self.runtime_cache.borrow_mut().insert(key, text.clone());
+        }
+        Ok(text)
+    }
+
+    pub(super) fn job_dir(
+        &self,
+        stage: Option<&Stage>,
+        job: Option<&Job>,
+        leg: Option<&Leg>,
+    ) -> PathBuf {
+        let mut name = match (stage, job) {
             (Some(s), Some(j)) if !s.implicit => format!("{}_{}", s.name, j.name),
             (_, Some(j)) => j.name.clone(),
             _ => "pipeline".into(),
         };
+        if let Some(suffix) = leg.and_then(|l| l.suffix.as_ref()) {
+            name = format!("{name}_{suffix}");
+        }
         self.settings.work_dir.join(name)
     }
 
@@ -68,9 +143,10 @@ impl Engine<'_> {
         vars: &mut Variables,
         stage: Option<&Stage>,
         job: Option<&Job>,
+        leg: Option<&Leg>,
     ) {
         let sources = self.settings.sources_dir.display().to_string();
-        let ws = self.job_dir(stage, job);
+        let ws = self.job_dir(stage, job, leg);
         let p = |d: &Path| d.display().to_string();
         let repo_name = self
             .settings
@@ -95,6 +171,19 @@ impl Engine<'_> {
             .map(|s| s.name.clone())
             .unwrap_or_else(|| "__default".into());
         let job_name = job.map(|j| j.name.clone()).unwrap_or_else(|| "Job".into());
+        // A copy made by a strategy is a job of its own, named by its matrix key or number.
+        let copy = leg.filter(|l| l.suffix.is_some());
+        let instance_name = copy.map_or_else(|| job_name.clone(), |l| l.name.clone());
+        let display = {
+            let base = job
+                .and_then(|j| j.display_name.clone())
+                .unwrap_or_else(|| job_name.clone());
+            match copy.and_then(|l| l.suffix.as_ref()) {
+                Some(suffix) => format!("{base} {suffix}"),
+                None => base,
+            }
+        };
+        let (position, total) = leg.map_or((1, 1), |l| (l.position, l.total));
         let branch = self.git.0.clone().unwrap_or_else(|| "main".into());
         let id = &self.settings.identity;
         let defaults: Vec<(&str, String)> = vec![
@@ -114,11 +203,7 @@ impl Engine<'_> {
             ),
             ("Agent.OS", os.into()),
             ("Agent.OSArchitecture", arch.into()),
-            (
-                "Agent.JobName",
-                job.and_then(|j| j.display_name.clone())
-                    .unwrap_or_else(|| job_name.clone()),
-            ),
+            ("Agent.JobName", display.clone()),
             ("Agent.JobStatus", "Succeeded".into()),
             ("Agent.Id", "1".into()),
             ("Build.SourcesDirectory", sources.clone()),
@@ -175,10 +260,17 @@ impl Engine<'_> {
                 "System.StageDisplayName",
                 stage
                     .and_then(|s| s.display_name.clone())
-                    .unwrap_or(stage_name),
+                    .unwrap_or_else(|| stage_name.clone()),
             ),
-            ("System.JobName", job_name.clone()),
+            ("System.JobName", instance_name.clone()),
+            ("System.JobDisplayName", display),
+            (
+                "System.JobIdentifier",
+                format!("{stage_name}.{job_name}.{instance_name}"),
+            ),
             ("System.PhaseName", job_name),
+            ("System.JobPositionInPhase", position.to_string()),
+            ("System.TotalJobsInPhase", total.to_string()),
             ("System.Debug", "false".into()),
             ("System.PullRequest.IsFork", "False".into()),
             ("System.AccessToken", self.collection_token.clone()),

@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
+use super::runtime::{self, job_contexts, stage_contexts, JobRecord, RuntimeScope, StageRecord};
 use super::{worst, Engine, JobState, RunResult};
 use crate::expr::{Outcome, Scope};
 use crate::output::{Printer, Row};
 use crate::pipeline::{Condition, Pipeline, Stage};
 use crate::process;
-use crate::variables::Variables;
 
 impl Engine<'_> {
     pub fn run(mut self, pipeline: &Pipeline) -> RunResult {
@@ -21,11 +21,15 @@ impl Engine<'_> {
         );
         for stage in stage_refs {
             let deps = dependency_outcomes(&stage.depends_on, &stage_outcomes);
-            let vars = self.scope_variables(pipeline, Some(stage), None);
-            let scope = DependencyScope {
+            let contexts = stage_contexts(&self.stages_done, &stage.depends_on);
+            let (vars, errors) =
+                self.scope_variables(pipeline, Some(stage), None, None, &contexts, &deps);
+            let scope = RuntimeScope {
                 vars: &vars,
+                contexts: &contexts,
                 deps,
                 canceled: process::cancel_requested(),
+                counters: None,
             };
             let title = stage
                 .display_name
@@ -34,8 +38,13 @@ impl Engine<'_> {
             if !stage.implicit {
                 self.printer.stage(&title);
             }
-            let run = evaluate(stage.condition.as_ref(), &scope, self.printer);
-            let outcome = if run {
+            let (outcome, jobs) = if !errors.is_empty() {
+                for e in &errors {
+                    self.printer.error(&format!("stage '{}': {e}", stage.name));
+                }
+                self.skip_jobs(stage, "a variable could not be evaluated");
+                (Outcome::Failed, Vec::new())
+            } else if evaluate(stage.condition.as_ref(), &scope, self.printer) {
                 self.run_stage(pipeline, stage)
             } else {
                 let why = stage
@@ -44,17 +53,15 @@ impl Engine<'_> {
                     .map(|c| format!("condition '{}' was false", c.text))
                     .unwrap_or_else(|| "a dependency did not succeed".into());
                 self.printer.note(&format!("stage skipped: {why}"));
-                for job in &stage.jobs {
-                    self.rows.push(Row {
-                        path: self.job_path(stage, job),
-                        outcome: Outcome::Skipped,
-                        duration: Duration::ZERO,
-                        note: String::new(),
-                    });
-                }
-                Outcome::Skipped
+                self.skip_jobs(stage, "");
+                (Outcome::Skipped, Vec::new())
             };
             stage_outcomes.push((stage.name.clone(), outcome));
+            self.stages_done.push(StageRecord {
+                name: stage.name.clone(),
+                result: outcome,
+                jobs,
+            });
         }
         let mut overall = stage_outcomes
             .iter()
@@ -72,30 +79,86 @@ impl Engine<'_> {
         }
     }
 
-    pub(super) fn run_stage(&mut self, pipeline: &Pipeline, stage: &Stage) -> Outcome {
+    fn skip_jobs(&mut self, stage: &Stage, note: &str) {
+        for job in &stage.jobs {
+            self.rows.push(Row {
+                path: self.job_path(stage, job),
+                outcome: Outcome::Skipped,
+                duration: Duration::ZERO,
+                note: note.to_owned(),
+            });
+        }
+    }
+
+    /// Runs a stage's jobs in dependency order, each copy of a job (matrix, parallel) one
+    /// after another; returns the stage's outcome and its jobs' records.
+    pub(super) fn run_stage(
+        &mut self,
+        pipeline: &Pipeline,
+        stage: &Stage,
+    ) -> (Outcome, Vec<JobRecord>) {
         let mut outcomes: Vec<(String, Outcome)> = Vec::new();
+        let mut records: Vec<JobRecord> = Vec::new();
         for job in dependency_order(
             &stage.jobs,
             |j| j.name.as_str(),
             |j| j.depends_on.as_slice(),
         ) {
             let deps = dependency_outcomes(&job.depends_on, &outcomes);
-            let vars = self.scope_variables(pipeline, Some(stage), Some(job));
-            let scope = DependencyScope {
+            let contexts = job_contexts(
+                &records,
+                &job.depends_on,
+                &self.stages_done,
+                &stage.depends_on,
+            );
+            let (vars, errors) =
+                self.scope_variables(pipeline, Some(stage), Some(job), None, &contexts, &deps);
+            let scope = RuntimeScope {
                 vars: &vars,
-                deps,
+                contexts: &contexts,
+                deps: deps.clone(),
                 canceled: process::cancel_requested(),
+                counters: None,
             };
             let title = job.display_name.clone().unwrap_or_else(|| job.name.clone());
             if !job.implicit {
                 self.printer.job(&title);
             }
-            let outcome = if evaluate(job.condition.as_ref(), &scope, self.printer) {
-                let mut o = self.run_job(pipeline, stage, job);
-                if o == Outcome::Failed && job.continue_on_error {
-                    o = Outcome::SucceededWithIssues;
+            let mut record = JobRecord {
+                name: job.name.clone(),
+                result: Outcome::Skipped,
+                outputs: Vec::new(),
+            };
+            if !errors.is_empty() {
+                for e in &errors {
+                    self.printer.error(&format!("job '{}': {e}", job.name));
                 }
-                o
+                self.rows.push(Row {
+                    path: self.job_path(stage, job),
+                    outcome: Outcome::Failed,
+                    duration: Duration::ZERO,
+                    note: "a variable could not be evaluated".into(),
+                });
+                record.result = Outcome::Failed;
+            } else if evaluate(job.condition.as_ref(), &scope, self.printer) {
+                let legs = runtime::legs(job);
+                let mut outcome = Outcome::Skipped;
+                for leg in &legs {
+                    if leg.suffix.is_some() {
+                        self.printer.job(&format!(
+                            "{title} {}",
+                            leg.suffix.as_deref().unwrap_or_default()
+                        ));
+                    }
+                    let (mut o, outputs) =
+                        self.run_job(pipeline, stage, job, leg, &contexts, &deps);
+                    if o == Outcome::Failed && job.continue_on_error {
+                        o = Outcome::SucceededWithIssues;
+                    }
+                    outcome = worst(outcome, o);
+                    record.outputs.extend(outputs);
+                }
+                record.result = outcome;
             } else {
                 let why = job
                     .condition
@@ -109,13 +172,14 @@ impl Engine<'_> {
                     duration: Duration::ZERO,
                     note: String::new(),
                 });
-                Outcome::Skipped
-            };
-            outcomes.push((job.name.clone(), outcome));
+            }
+            outcomes.push((job.name.clone(), record.result));
+            records.push(record);
         }
-        outcomes
+        let outcome = outcomes
             .iter()
-            .fold(Outcome::Skipped, |acc, (_, o)| worst(acc, *o))
+            .fold(Outcome::Skipped, |acc, (_, o)| worst(acc, *o));
+        (outcome, records)
     }
 }
 
@@ -130,40 +194,6 @@ impl Scope for StepScope<'_> {
     }
     fn canceled(&self) -> bool {
         self.0.canceled
-    }
-}
-
-/// The scope of a job's or stage's condition: its dependencies' outcomes.
-pub(super) struct DependencyScope<'a> {
-    vars: &'a Variables,
-    deps: Vec<(String, Outcome)>,
-    canceled: bool,
-}
-
-impl Scope for DependencyScope<'_> {
-    fn variable(&self, name: &str) -> Option<String> {
-        self.vars.value(name).map(str::to_owned)
-    }
-    fn outcomes(&self, names: &[String]) -> Result<Vec<Outcome>, String> {
-        if names.is_empty() {
-            return Ok(self.deps.iter().map(|(_, o)| *o).collect());
-        }
-        names
-            .iter()
-            .map(|n| {
-                self.dependency(n)
-                    .ok_or_else(|| format!("'{n}' is not a dependency"))
-            })
-            .collect()
-    }
-    fn dependency(&self, name: &str) -> Option<Outcome> {
-        self.deps
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, o)| *o)
-    }
-    fn canceled(&self) -> bool {
-        self.canceled
     }
 }
 

@@ -265,6 +265,20 @@ impl Engine<'_> {
                     if let Err(e) = state.vars.set(&name, &value, secret, read_only || output) {
                         self.printer.warning(&e.to_string());
                     }
+                    if output {
+                        // For later jobs and stages: `[<copy or hook>.]<step>.<var>`.
+                        if state.output_prefixes.is_empty() {
+                            state.outputs.push((name.clone(), value.clone()));
+                        }
+                        for prefix in &state.output_prefixes {
+                            state
+                                .outputs
+                                .push((format!("{prefix}.{name}"), value.clone()));
+                        }
+                        if secret {
+                            self.secret_outputs.push(value.clone());
+                        }
+                    }
                 }
                 Update::PrependPath(dir) => {
                     state.prepend_path.retain(|d| d != &dir);

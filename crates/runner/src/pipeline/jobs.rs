@@ -6,72 +6,49 @@ use crate::yaml::{Node, Pos};
 
 use super::graph::find_cycle;
 use super::load::{is_identifier, Loader, DEPLOYMENT_KEYS, JOB_KEYS, STAGE_KEYS};
-use super::model::{Job, Problem, Stage, Step};
+use super::model::{DeployKind, Job, Legs, Lifecycle, Problem, Stage, Step};
 
 impl Loader<'_> {
     pub(super) fn job(&mut self, node: &Node) -> Option<Job> {
         if let Some(name_node) = node.get("deployment") {
             self.check_keys(node, DEPLOYMENT_KEYS, &[], "deployment job");
             let name = self.text(Some(name_node), "deployment")?;
-            let mut steps = Vec::new();
-            match node.get("strategy") {
-                Some(strategy) => {
-                    self.check_keys(
-                        strategy,
-                        &["runOnce"],
-                        &[],
-                        "deployment strategy (azp-local runs runOnce)",
+            let (environment, resource) = match node.get("environment") {
+                None => (None, None),
+                Some(e) => match e.as_str() {
+                    // `env.resource`: the environment and one of its resources.
+                    Some(text) => match text.split_once('.') {
+                        Some((env, res)) => (Some(env.to_owned()), Some(res.to_owned())),
+                        None => (Some(text.to_owned()), None),
+                    },
+                    None => (
+                        self.text(e.get("name"), "environment.name"),
+                        self.text(e.get("resourceName"), "environment.resourceName"),
+                    ),
+                },
+            };
+            let lifecycle = match node.get("strategy") {
+                Some(strategy) => self.lifecycle(strategy, resource),
+                None => {
+                    self.error(
+                        node.pos,
+                        format!("deployment '{name}' needs 'strategy' (runOnce, rolling or canary) with its hooks, e.g. 'strategy: runOnce: deploy: steps'"),
                     );
-                    if let Some(run_once) = strategy.get("runOnce") {
-                        self.check_keys(
-                            run_once,
-                            &[
-                                "preDeploy",
-                                "deploy",
-                                "routeTraffic",
-                                "postRouteTraffic",
-                                "on",
-                            ],
-                            &[],
-                            "runOnce strategy",
-                        );
-                        for phase in ["preDeploy", "deploy", "routeTraffic", "postRouteTraffic"] {
-                            if let Some(p) = run_once.get(phase) {
-                                self.check_keys(p, &["steps", "pool"], &[], phase);
-                                steps.extend(self.steps(p.get("steps")));
-                            }
-                        }
-                        if let Some(on) = run_once.get("on") {
-                            self.error(
-                                on.pos,
-                                "'on: success/failure' hooks are not supported by azp-local",
-                            );
-                        }
-                    }
+                    None
                 }
-                None => self.error(
-                    node.pos,
-                    format!("deployment '{name}' needs 'strategy: runOnce: deploy: steps'"),
-                ),
-            }
-            let environment = node.get("environment").and_then(|e| {
-                e.as_str()
-                    .map(str::to_owned)
-                    .or_else(|| e.get("name").and_then(|n| n.as_str().map(str::to_owned)))
-            });
-            return Some(self.job_common(node, name, steps, true, environment));
+            };
+            let mut job = self.job_common(node, name, Vec::new(), true, environment);
+            job.lifecycle = lifecycle;
+            return Some(job);
         }
         if let Some(name_node) = node.get("job") {
             self.check_keys(node, JOB_KEYS, &[], "job");
             let name = self.text(Some(name_node), "job")?;
-            if let Some(strategy) = node.get("strategy") {
-                self.error(
-                    strategy.pos,
-                    "job strategies (matrix, parallel) are not supported by azp-local",
-                );
-            }
+            let legs = self.legs(node.get("strategy"));
             let steps = self.steps(node.get("steps"));
-            return Some(self.job_common(node, name, steps, false, None));
+            let mut job = self.job_common(node, name, steps, false, None);
+            job.legs = legs;
+            return Some(job);
         }
         if node.get("template").is_some() {
             self.error(node.pos, "job templates are not supported by azp-local");
@@ -79,6 +56,205 @@ impl Loader<'_> {
             self.error(node.pos, "a job must start with 'job:' or 'deployment:'");
         }
         None
+    }
+
+    /// A job's `strategy`: `matrix` (+ `maxParallel`) or `parallel`.
+    pub(super) fn legs(&mut self, node: Option<&Node>) -> Legs {
+        let Some(node) = node else {
+            return Legs::One;
+        };
+        if node.as_map().is_none() {
+            self.error(
+                node.pos,
+                "'strategy' must be a mapping with 'matrix' or 'parallel'",
+            );
+            return Legs::One;
+        }
+        self.check_keys(
+            node,
+            &["matrix", "maxParallel", "parallel"],
+            &[],
+            "job strategy",
+        );
+        let number = |l: &mut Self, key: &str, min: u64| -> Option<u64> {
+            let n = node.get(key)?;
+            let text = l.text(Some(n), key)?;
+            match text.trim().parse::<u64>() {
+                Ok(v) if v >= min => Some(v),
+                _ => {
+                    l.error(
+                        n.pos,
+                        format!("'{key}' must be a whole number of at least {min}, not '{text}'"),
+                    );
+                    None
+                }
+            }
+        };
+        match (node.get("matrix"), node.get("parallel")) {
+            (Some(_), Some(p)) => {
+                self.error(p.pos, "a job strategy has 'matrix' or 'parallel', not both");
+                Legs::One
+            }
+            (None, Some(_)) => {
+                if let Some(m) = node.get("maxParallel") {
+                    self.error(
+                        m.pos,
+                        "'maxParallel' goes with 'matrix', not with 'parallel'",
+                    );
+                }
+                number(self, "parallel", 1)
+                    .map(Legs::Parallel)
+                    .unwrap_or(Legs::One)
+            }
+            (Some(matrix), None) => {
+                let max_parallel = number(self, "maxParallel", 0);
+                if matrix
+                    .as_str()
+                    .is_some_and(|t| t.trim_start().starts_with("$["))
+                {
+                    self.error(matrix.pos, "a matrix made by a runtime expression ($[ ]) is not supported by azp-local: write the matrix in the YAML");
+                    return Legs::One;
+                }
+                let Some(entries) = matrix.as_map() else {
+                    self.error(
+                        matrix.pos,
+                        "'matrix' must be a mapping of names to variables",
+                    );
+                    return Legs::One;
+                };
+                let mut legs: Vec<(String, Vec<(String, String)>)> = Vec::new();
+                for (key, vars) in entries {
+                    let Some(name) = self.text(Some(key), "matrix") else {
+                        continue;
+                    };
+                    // The service's rule for configuration names.
+                    if !name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        || name.len() > 100
+                    {
+                        self.error(key.pos, format!("matrix name '{name}' must start with a letter and hold only letters, digits and '_' (at most 100)"));
+                        continue;
+                    }
+                    if legs.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name)) {
+                        self.error(key.pos, format!("two matrix entries are named '{name}'"));
+                        continue;
+                    }
+                    let mut values = Vec::new();
+                    match vars.as_map() {
+                        Some(map) => {
+                            for (k, v) in map {
+                                match (k.as_str(), v.as_str()) {
+                                    (Some(k), Some(v)) => values.push((k.to_owned(), v.to_owned())),
+                                    _ => self.error(
+                                        k.pos,
+                                        format!(
+                                            "matrix '{name}': a variable must be 'name: value'"
+                                        ),
+                                    ),
+                                }
+                            }
+                        }
+                        None if vars.is_null() => {}
+                        None => self.error(
+                            vars.pos,
+                            format!("matrix '{name}' must be a mapping of variables"),
+                        ),
+                    }
+                    legs.push((name, values));
+                }
+                if legs.is_empty() {
+                    // The service makes one job even from an empty matrix.
+                    return Legs::One;
+                }
+                Legs::Matrix { legs, max_parallel }
+            }
+            (None, None) => {
+                self.error(node.pos, "'strategy' needs 'matrix' or 'parallel'");
+                Legs::One
+            }
+        }
+    }
+
+    /// A deployment's `strategy`: `runOnce`, `rolling` or `canary` with its hooks.
+    fn lifecycle(&mut self, strategy: &Node, resource: Option<String>) -> Option<Lifecycle> {
+        self.check_keys(
+            strategy,
+            &["runOnce", "rolling", "canary"],
+            &[],
+            "deployment strategy",
+        );
+        let present: Vec<&str> = ["runOnce", "rolling", "canary"]
+            .into_iter()
+            .filter(|k| strategy.get(k).is_some())
+            .collect();
+        let [which] = present.as_slice() else {
+            self.error(
+                strategy.pos,
+                "a deployment strategy is one of 'runOnce', 'rolling' or 'canary'",
+            );
+            return None;
+        };
+        let body = strategy.get(which)?;
+        let extra: &[&str] = match *which {
+            "rolling" => &["maxParallel"],
+            "canary" => &["increments"],
+            _ => &[],
+        };
+        self.check_keys(
+            body,
+            &[
+                "preDeploy",
+                "deploy",
+                "routeTraffic",
+                "postRouteTraffic",
+                "on",
+            ],
+            extra,
+            &format!("{which} strategy"),
+        );
+        let kind = match *which {
+            "rolling" => DeployKind::Rolling,
+            "canary" => {
+                let mut increments = Vec::new();
+                match body.get("increments").and_then(Node::as_seq) {
+                    Some(items) => {
+                        for item in items {
+                            match item.as_str().map(str::trim) {
+                                Some(n) if n.parse::<u64>().is_ok_and(|v| v > 0) => increments.push(n.to_owned()),
+                                _ => self.error(item.pos, "a canary increment must be a positive whole number (a percentage)"),
+                            }
+                        }
+                    }
+                    None => self.error(
+                        body.pos,
+                        "a canary strategy needs 'increments', e.g. [10, 20]",
+                    ),
+                }
+                DeployKind::Canary(increments)
+            }
+            _ => DeployKind::RunOnce,
+        };
+        let mut hooks = Vec::new();
+        for hook in ["preDeploy", "deploy", "routeTraffic", "postRouteTraffic"] {
+            if let Some(h) = body.get(hook) {
+                self.check_keys(h, &["steps", "pool"], &[], hook);
+                hooks.push((hook.to_owned(), self.steps(h.get("steps"))));
+            }
+        }
+        if let Some(on) = body.get("on") {
+            self.check_keys(on, &["success", "failure"], &[], "'on' hooks");
+            for hook in ["success", "failure"] {
+                if let Some(h) = on.get(hook) {
+                    self.check_keys(h, &["steps", "pool"], &[], &format!("on.{hook}"));
+                    hooks.push((hook.to_owned(), self.steps(h.get("steps"))));
+                }
+            }
+        }
+        Some(Lifecycle {
+            kind,
+            resource,
+            hooks,
+        })
     }
 
     pub(super) fn job_common(
@@ -115,6 +291,8 @@ impl Loader<'_> {
             steps,
             deployment,
             environment,
+            legs: Legs::One,
+            lifecycle: None,
             implicit: false,
             name,
         }

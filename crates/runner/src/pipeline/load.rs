@@ -289,17 +289,33 @@ impl Loader<'_> {
         }
     }
 
+    /// A `$[ ]` runtime expression value parses (it is evaluated when its job or stage
+    /// starts); reports it with its line otherwise.
+    pub(super) fn runtime_ok(&mut self, value: &str, pos: Pos) -> bool {
+        if let Some(inner) = runtime_expression(value) {
+            if let Err(e) = Expression::parse(inner) {
+                self.error(
+                    pos,
+                    format!("invalid runtime expression '{}': {e}", value.trim()),
+                );
+            }
+        }
+        true
+    }
+
     pub(super) fn variables(&mut self, node: Option<&Node>) -> Vec<VarDef> {
         let Some(node) = node else { return Vec::new() };
         let mut out = Vec::new();
         if let Some(map) = node.as_map() {
             for (k, v) in map {
                 match (k.as_str(), v.as_str()) {
-                    (Some(name), Some(value)) => out.push(VarDef::Value {
-                        name: name.into(),
-                        value: value.into(),
-                        read_only: false,
-                    }),
+                    (Some(name), Some(value)) if self.runtime_ok(value, v.pos) => {
+                        out.push(VarDef::Value {
+                            name: name.into(),
+                            value: value.into(),
+                            read_only: false,
+                        })
+                    }
                     _ => self.error(k.pos, "a variable must be 'name: value'"),
                 }
             }
@@ -322,6 +338,7 @@ impl Loader<'_> {
                     self.check_keys(item, &["name", "value", "readonly"], &[], "variable");
                     let name = self.text(item.get("name"), "name");
                     let value = self.text(item.get("value"), "value").unwrap_or_default();
+                    self.runtime_ok(&value, item.get("value").map_or(item.pos, |v| v.pos));
                     let read_only = self.boolean(item.get("readonly"), "readonly", false);
                     match name {
                         Some(name) => out.push(VarDef::Value {
@@ -338,6 +355,15 @@ impl Loader<'_> {
         }
         out
     }
+}
+
+/// The expression inside a whole-value `$[ … ]`, if the value is one.
+pub fn runtime_expression(value: &str) -> Option<&str> {
+    value
+        .trim()
+        .strip_prefix("$[")?
+        .strip_suffix(']')
+        .map(str::trim)
 }
 
 /// The result of loading: the pipeline, or the problems; warnings either way.
@@ -489,6 +515,8 @@ pub fn load(file: &Path, text: &str, ctx: &LoadContext<'_>) -> Loaded {
                 steps,
                 deployment: false,
                 environment: None,
+                legs: loader.legs(root.get("strategy")),
+                lifecycle: None,
                 implicit: true,
             }]
         } else {

@@ -8,5 +8,5 @@ mod load;
 mod model;
 mod steps;
 
-pub use load::{load, LoadContext, Loaded};
+pub use load::{load, runtime_expression, LoadContext, Loaded};
 pub use model::*;

@@ -64,6 +64,10 @@ pub struct Job {
     pub steps: Vec<Step>,
     /// A deployment job: downloads the run's artifacts before its steps, as the service does.
     pub deployment: bool,
+    /// `strategy: matrix` / `parallel`: the copies of the job the service makes.
+    pub legs: Legs,
+    /// A deployment job's strategy and lifecycle hooks (its `steps` are then empty).
+    pub lifecycle: Option<Lifecycle>,
     pub environment: Option<String>,
     pub implicit: bool,
 }
@@ -127,4 +131,52 @@ pub enum StepKind {
         artifact: Option<String>,
         path: Option<String>,
     },
+}
+
+/// The copies of a job the service makes from its strategy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Legs {
+    /// One job.
+    #[default]
+    One,
+    /// `matrix`: one copy per key, with its variables; `maxParallel` is kept for the record
+    /// (locally the copies run one after another).
+    Matrix {
+        legs: Vec<(String, Vec<(String, String)>)>,
+        max_parallel: Option<u64>,
+    },
+    /// `parallel: N`: N copies, `Job1` … `JobN`.
+    Parallel(u64),
+}
+
+/// A deployment strategy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeployKind {
+    RunOnce,
+    Rolling,
+    /// `increments`: the deploy, routeTraffic and postRouteTraffic hooks run once per
+    /// increment.
+    Canary(Vec<String>),
+}
+
+/// A deployment job's hooks, run in the service's order: preDeploy, deploy, routeTraffic,
+/// postRouteTraffic (per increment for canary), then on.success or on.failure.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    pub kind: DeployKind,
+    /// The environment's resource (`environment: env.resource` or `resourceName`), which names
+    /// the hook jobs of a rolling deployment (`deploy_<resource>`).
+    pub resource: Option<String>,
+    /// `(hook name, steps)` for `preDeploy`, `deploy`, `routeTraffic`, `postRouteTraffic`,
+    /// `on.success` (as `success`) and `on.failure` (as `failure`), those present.
+    pub hooks: Vec<(String, Vec<Step>)>,
+}
+
+impl Lifecycle {
+    pub fn hook(&self, name: &str) -> Option<&[Step]> {
+        self.hooks
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.as_slice())
+    }
 }
