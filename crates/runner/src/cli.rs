@@ -10,6 +10,7 @@ USAGE:
   azp-local run <azure-pipelines.yml> [OPTIONS]
   azp-local task <task folder | name[@major]> [--input NAME=VALUE]... [OPTIONS]
   azp-local check <azure-pipelines.yml> [OPTIONS]     (load and validate only)
+  azp-local expand <azure-pipelines.yml> [OPTIONS]    (print it with templates expanded)
 
 OPTIONS:
   --vars FILE            variables, secrets, variable groups, service connections and task
@@ -17,6 +18,8 @@ OPTIONS:
   --var NAME=VALUE       a variable (overrides the YAML and the vars file)
   --secret NAME=VALUE    a secret variable (masked as *** in all output);
                          --secret NAME takes the value from the environment variable NAME
+  --repo ALIAS=PATH      a local checkout of repository ALIAS of resources.repositories
+                         (templates 'file.yml@ALIAS'); repeatable
   --endpoint ID=FILE     a service connection from a JSON file
                          {\"url\", \"scheme\", \"auth\": {…}, \"data\": {…}, \"name\"}
   --emulators            start the Databricks and Azure emulators and define DATABRICKS_URL,
@@ -39,6 +42,7 @@ EXIT CODE: 0 succeeded (also with issues), 1 failed, 2 invalid command line or Y
 pub enum Mode {
     Run,
     Check,
+    Expand,
     Task,
 }
 
@@ -50,6 +54,8 @@ pub struct Args {
     pub vars: Vec<(String, String)>,
     pub secrets: Vec<(String, String)>,
     pub endpoints: Vec<(String, PathBuf)>,
+    /// `--repo ALIAS=PATH`: local checkouts of `resources.repositories`.
+    pub repos: Vec<(String, PathBuf)>,
     pub inputs: Vec<(String, String)>,
     pub emulators: bool,
     pub log_dir: Option<PathBuf>,
@@ -83,10 +89,11 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         Some("-V" | "--version") => return Ok(Parsed::Version),
         Some("run") => Mode::Run,
         Some("check") => Mode::Check,
+        Some("expand") => Mode::Expand,
         Some("task") => Mode::Task,
         Some(other) => {
             return Err(format!(
-                "unknown command '{other}' (expected run, check or task)"
+                "unknown command '{other}' (expected run, check, expand or task)"
             ))
         }
     };
@@ -97,6 +104,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         vars: Vec::new(),
         secrets: Vec::new(),
         endpoints: Vec::new(),
+        repos: Vec::new(),
         inputs: Vec::new(),
         emulators: false,
         log_dir: None,
@@ -145,6 +153,10 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             "--endpoint" => {
                 let (id, file) = pair("--endpoint", &value(&mut it)?)?;
                 args.endpoints.push((id, file.into()));
+            }
+            "--repo" => {
+                let (alias, path) = pair("--repo", &value(&mut it)?)?;
+                args.repos.push((alias, path.into()));
             }
             "--input" | "-i" => args.inputs.push(pair("--input", &value(&mut it)?)?),
             "--log-dir" => args.log_dir = Some(value(&mut it)?.into()),

@@ -514,11 +514,11 @@ const FUNCTIONS: &[(&str, usize, usize)] = &[
     ("ge", 2, 2),
     ("le", 2, 2),
     ("in", 1, usize::MAX),
-    ("notin", 1, usize::MAX),
+    ("notIn", 1, usize::MAX),
     ("contains", 2, 2),
-    ("containsvalue", 2, 2),
-    ("startswith", 2, 2),
-    ("endswith", 2, 2),
+    ("containsValue", 2, 2),
+    ("startsWith", 2, 2),
+    ("endsWith", 2, 2),
     ("format", 1, usize::MAX),
     ("join", 2, 2),
     ("replace", 3, 3),
@@ -528,7 +528,7 @@ const FUNCTIONS: &[(&str, usize, usize)] = &[
     ("trim", 1, 1),
     ("length", 1, 1),
     ("coalesce", 1, usize::MAX),
-    ("converttojson", 1, 1),
+    ("convertToJson", 1, 1),
     ("counter", 0, 2),
     ("iif", 3, 3),
 ];
@@ -537,7 +537,7 @@ const FUNCTIONS: &[(&str, usize, usize)] = &[
 const STATUS_FUNCTIONS: &[&str] = &[
     "succeeded",
     "failed",
-    "succeededorfailed",
+    "succeededOrFailed",
     "always",
     "canceled",
 ];
@@ -576,7 +576,10 @@ fn check(e: &Expr, allowed: &Allowed<'_>) -> Result<(), String> {
         Expr::Prop(e, _) => check(e, allowed),
         Expr::Index(e, at) => check(e, allowed).and_then(|_| check(at, allowed)),
         Expr::Call(name, args) => {
-            let range = if STATUS_FUNCTIONS.contains(&name.as_str()) {
+            let range = if STATUS_FUNCTIONS
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(name))
+            {
                 if !allowed.status {
                     return Err(format!(
                         "{name}() can be used only in a condition, not in a {}",
@@ -589,12 +592,15 @@ fn check(e: &Expr, allowed: &Allowed<'_>) -> Result<(), String> {
                     (0, usize::MAX)
                 }
             } else {
-                let Some((_, min, max)) = FUNCTIONS.iter().find(|(n, _, _)| n == name) else {
+                let Some((_, min, max)) = FUNCTIONS
+                    .iter()
+                    .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+                else {
                     let mut known: Vec<&str> = FUNCTIONS.iter().map(|(n, _, _)| *n).collect();
                     if allowed.status {
                         known.extend(STATUS_FUNCTIONS);
                     }
-                    known.sort_unstable();
+                    known.sort_unstable_by_key(|n| n.to_ascii_lowercase());
                     return Err(format!(
                         "unknown function '{name}' (known functions: {})",
                         known.join(", ")

@@ -50,11 +50,7 @@ impl Loader<'_> {
             job.legs = legs;
             return Some(job);
         }
-        if node.get("template").is_some() {
-            self.error(node.pos, "job templates are not supported by azp-local");
-        } else {
-            self.error(node.pos, "a job must start with 'job:' or 'deployment:'");
-        }
+        self.error(node.pos, "a job must start with 'job:' or 'deployment:'");
         None
     }
 
@@ -347,14 +343,7 @@ impl Loader<'_> {
 
     pub(super) fn stage(&mut self, node: &Node, previous: Option<&str>) -> Option<Stage> {
         let Some(name_node) = node.get("stage") else {
-            self.error(
-                node.pos,
-                if node.get("template").is_some() {
-                    "stage templates are not supported by azp-local"
-                } else {
-                    "a stage must start with 'stage:'"
-                },
-            );
+            self.error(node.pos, "a stage must start with 'stage:'");
             return None;
         };
         self.check_keys(node, STAGE_KEYS, &[], "stage");

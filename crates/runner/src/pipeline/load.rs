@@ -3,12 +3,13 @@
 //! with `file:line:col`.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::expr::{self, Expression, Outcome, Scope};
+use crate::expr::Expression;
 use crate::manifest::TaskPath;
+use crate::template;
 use crate::variables::Variables;
-use crate::yaml::{self, Node, Pos};
+use crate::yaml::{Node, Pos};
 
 use super::graph::find_cycle;
 use super::model::{Condition, Job, Pipeline, Problem, Stage, VarDef};
@@ -20,33 +21,10 @@ pub struct LoadContext<'a> {
     pub mapped: &'a dyn Fn(&str) -> Option<Option<String>>,
     /// Variables visible to `${{ }}` template expressions.
     pub template_variables: &'a Variables,
-}
-
-struct TemplateScope<'a> {
-    vars: &'a Variables,
-    params: &'a [(String, String)],
-}
-
-impl Scope for TemplateScope<'_> {
-    fn variable(&self, name: &str) -> Option<String> {
-        self.vars.value(name).map(str::to_owned)
-    }
-    fn context(&self, name: &str) -> Option<expr::Val> {
-        name.eq_ignore_ascii_case("parameters").then(|| {
-            expr::Val::Object(
-                self.params
-                    .iter()
-                    .map(|(k, v)| (k.clone(), expr::Val::Str(v.clone())))
-                    .collect(),
-            )
-        })
-    }
-    fn outcomes(&self, _: &[String]) -> Result<Vec<Outcome>, String> {
-        Err("status functions cannot be used in a template expression".into())
-    }
-    fn canceled(&self) -> bool {
-        false
-    }
+    /// Local checkouts of `resources.repositories` (`--repo ALIAS=PATH`).
+    pub repos: &'a [(String, PathBuf)],
+    /// The root of the pipeline's repository (`/`-paths, `@self`); default: its folder.
+    pub self_root: Option<PathBuf>,
 }
 
 pub(super) const ROOT_KEYS: &[&str] = &[
@@ -165,12 +143,7 @@ impl Loader<'_> {
                 self.error(key.pos, format!("a {what} key must be a name"));
                 continue;
             };
-            if k.starts_with("${{") {
-                self.error(
-                    key.pos,
-                    format!("template directive '{k}' is not supported by azp-local"),
-                );
-            } else if !allowed.contains(&k) && !extra.contains(&k) {
+            if !allowed.contains(&k) && !extra.contains(&k) {
                 let mut expected: Vec<&str> = allowed.iter().chain(extra).copied().collect();
                 expected.sort_unstable();
                 self.error(
@@ -329,11 +302,6 @@ impl Loader<'_> {
                             pos: group.pos,
                         });
                     }
-                } else if item.get("template").is_some() {
-                    self.error(
-                        item.pos,
-                        "variable templates are not supported by azp-local",
-                    );
                 } else {
                     self.check_keys(item, &["name", "value", "readonly"], &[], "variable");
                     let name = self.text(item.get("name"), "name");
@@ -380,18 +348,24 @@ pub fn load(file: &Path, text: &str, ctx: &LoadContext<'_>) -> Loaded {
         problems: Vec::new(),
         warnings: Vec::new(),
     };
-    let mut root = match yaml::parse(text) {
-        Ok(root) => root,
-        Err(e) => {
-            return Loaded {
-                pipeline: None,
-                problems: vec![Problem {
-                    pos: e.pos,
-                    message: format!("YAML syntax: {}", e.message),
-                }],
-                warnings: Vec::new(),
-            }
-        }
+    // Templates and `${{ }}` first, as the server does: the loader reads the plain result.
+    let options = template::Options {
+        variables: ctx.template_variables,
+        repos: ctx.repos,
+        self_root: ctx
+            .self_root
+            .clone()
+            .unwrap_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default()),
+    };
+    let expanded = template::expand_pipeline(file, text, &options);
+    loader.problems.extend(expanded.problems);
+    loader.warnings.extend(expanded.warnings);
+    let Some(root) = expanded.root else {
+        return Loaded {
+            pipeline: None,
+            problems: loader.problems,
+            warnings: loader.warnings,
+        };
     };
     if root.as_map().is_none() {
         loader.error(
@@ -405,45 +379,6 @@ pub fn load(file: &Path, text: &str, ctx: &LoadContext<'_>) -> Loaded {
         };
     }
     loader.check_keys(&root, ROOT_KEYS, &[], "pipeline");
-    if let Some(extends) = root.get("extends") {
-        loader.error(
-            extends.pos,
-            "'extends' templates are not supported by azp-local",
-        );
-    }
-
-    // Template expressions see the parameters' defaults and the root variables.
-    let mut params = Vec::new();
-    if let Some(p) = root.get("parameters").and_then(Node::as_seq) {
-        for item in p {
-            if let (Some(name), Some(default)) = (
-                item.get("name").and_then(Node::as_str),
-                item.get("default").and_then(Node::as_str),
-            ) {
-                params.push((name.to_owned(), default.to_owned()));
-            }
-        }
-    }
-    // A first look at the root variables, for the template scope; problems are reported by
-    // the second reading below, after substitution.
-    let reported = loader.problems.len();
-    let root_vars = loader.variables(root.get("variables"));
-    loader.problems.truncate(reported);
-    let mut template_vars = ctx.template_variables.clone();
-    for v in &root_vars {
-        if let VarDef::Value { name, value, .. } = v {
-            template_vars.set_force(name, value, false);
-        }
-    }
-    let scope = TemplateScope {
-        vars: &template_vars,
-        params: &params,
-    };
-    let mut template_errors = Vec::new();
-    substitute(&mut root, &scope, &mut template_errors);
-    for (pos, message) in template_errors {
-        loader.error(pos, message);
-    }
     let variables = loader.variables(root.get("variables"));
 
     let stages = if let Some(stages) = root.get("stages") {
@@ -549,29 +484,6 @@ fn stages_pos(root: &Node) -> Pos {
     root.get("stages").map(|s| s.pos).unwrap_or(root.pos)
 }
 
-fn substitute(node: &mut Node, scope: &dyn Scope, errors: &mut Vec<(Pos, String)>) {
-    match &mut node.value {
-        yaml::Value::Scalar { text, .. } => {
-            if text.contains("${{") {
-                match expr::substitute_template(text, scope, &[]) {
-                    Ok(new) => *text = new,
-                    Err(e) => errors.push((node.pos, e)),
-                }
-            }
-        }
-        yaml::Value::Seq(items) => items.iter_mut().for_each(|n| substitute(n, scope, errors)),
-        yaml::Value::Map(entries) => {
-            for (k, v) in entries {
-                // Keys holding `${{ if }}` are reported by the key checks.
-                if !k.as_str().is_some_and(|s| s.starts_with("${{")) {
-                    substitute(k, scope, errors);
-                }
-                substitute(v, scope, errors);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::model::StepKind;
@@ -585,6 +497,8 @@ mod tests {
             tasks: &tasks,
             mapped: &mapped,
             template_variables: &vars,
+            repos: &[],
+            self_root: None,
         };
         load(Path::new("p.yml"), text, &ctx)
     }

@@ -136,9 +136,6 @@ impl Loader<'_> {
                 artifact: self.text(node.get("artifact"), "artifact"),
                 path: self.text(node.get("path"), "path"),
             }
-        } else if node.get("template").is_some() {
-            self.error(node.pos, "step templates are not supported by azp-local");
-            return None;
         } else {
             self.error(node.pos, format!("unknown step kind '{first}' (expected task, script, bash, pwsh, powershell, checkout, publish or download)"));
             return None;
