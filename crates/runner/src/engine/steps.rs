@@ -62,7 +62,7 @@ impl Engine<'_> {
         if let Err(e) = std::fs::write(&file, body) {
             return (Outcome::Failed, format!("cannot write the script: {e}"));
         }
-        let mut env = self.common_env(state);
+        let mut env = self.common_env(state).build();
         for (k, v) in &step.env {
             env.push((k.clone(), state.vars.expand(v)));
         }

@@ -1,8 +1,9 @@
 //! The environment of a step's process (contract §2): public variables, secrets, inputs,
 //! service connections, task variables, `PATH`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use task_sdk::agent_env::AgentEnv;
 
 use super::{Engine, JobState};
 use crate::endpoints::{system_connection, Endpoint};
@@ -11,23 +12,15 @@ use crate::variables::env_name;
 
 impl Engine<'_> {
     /// The environment every step gets: azp-local's own, `PATH` with prepended folders,
-    /// public variables, and `TF_BUILD`.
-    pub(super) fn common_env(&self, state: &JobState) -> Vec<(String, String)> {
-        let mut env: BTreeMap<String, String> = self.settings.base_env.iter().cloned().collect();
-        let mut public = Vec::new();
+    /// public variables, and `TF_BUILD`, through task-sdk's builder (the agent's rules).
+    pub(super) fn common_env(&self, state: &JobState) -> AgentEnv {
+        let mut env = AgentEnv::new().inherit(self.settings.base_env.iter().cloned());
         for v in state.vars.iter() {
-            let key = env_name(&v.name);
-            if v.secret || key == "PATH" {
+            if v.secret || env_name(&v.name) == "PATH" {
                 continue;
             }
-            env.insert(key, v.value.clone());
-            public.push(v.name.clone());
+            env.variable(&v.name, &v.value);
         }
-        env.insert(
-            "VSTS_PUBLIC_VARIABLES".into(),
-            serde_json::to_string(&public).unwrap_or_default(),
-        );
-        env.insert("TF_BUILD".into(), "True".into());
         if !state.prepend_path.is_empty() {
             let mut dirs: Vec<PathBuf> =
                 state.prepend_path.iter().rev().map(PathBuf::from).collect();
@@ -35,10 +28,10 @@ impl Engine<'_> {
                 dirs.extend(std::env::split_paths(old));
             }
             if let Ok(path) = std::env::join_paths(dirs) {
-                env.insert("PATH".into(), path.to_string_lossy().into_owned());
+                env.set("PATH", &path.to_string_lossy());
             }
         }
-        env.into_iter().collect()
+        env
     }
 
     /// The task's environment (contract §2). Returns an error message for a connection the
@@ -50,15 +43,9 @@ impl Engine<'_> {
         given: &[(String, String)],
     ) -> (Vec<(String, String)>, Option<String>) {
         let mut env = self.common_env(state);
-        let secrets: Vec<&crate::variables::Var> = state.vars.iter().filter(|v| v.secret).collect();
-        let secret_names: Vec<String> = secrets.iter().map(|v| v.name.clone()).collect();
-        for v in &secrets {
-            env.push((format!("SECRET_{}", env_name(&v.name)), v.value.clone()));
+        for v in state.vars.iter().filter(|v| v.secret) {
+            env.secret(&v.name, &v.value);
         }
-        env.push((
-            "VSTS_SECRET_VARIABLES".into(),
-            serde_json::to_string(&secret_names).unwrap_or_default(),
-        ));
         let mut connections: Vec<Endpoint> = Vec::new();
         let mut problem = None;
         for input in &manifest.inputs {
@@ -96,10 +83,10 @@ impl Engine<'_> {
                 }
                 value = ids.join(",");
             }
-            env.push((format!("INPUT_{}", env_name(&input.name)), value));
+            env.input(&input.name, &value);
         }
         for e in &connections {
-            env.extend(e.env());
+            env.connection(&e.connection());
         }
         let vss = state
             .endpoints
@@ -112,19 +99,15 @@ impl Engine<'_> {
                     &self.collection_token,
                 )
             });
-        env.extend(vss.env());
-        for (name, value, secret) in state
+        env.connection(&vss.connection());
+        for (name, value, _secret) in state
             .task_variables
             .get(&manifest.name.to_ascii_lowercase())
             .into_iter()
             .flatten()
         {
-            let _ = secret;
-            env.push((
-                format!("VSTS_TASKVARIABLE_{}", env_name(name)),
-                value.clone(),
-            ));
+            env.task_variable(name, value);
         }
-        (env, problem)
+        (env.build(), problem)
     }
 }
