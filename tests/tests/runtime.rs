@@ -253,8 +253,8 @@ fn deployment_strategies_run_their_hooks_in_order_and_name_their_outputs() {
 jobs:
 - job: build
   steps:
-  - script: mkdir -p out && echo app > out/app.txt
-  - publish: out
+  - script: mkdir -p $(Build.ArtifactStagingDirectory)/out && echo app > $(Build.ArtifactStagingDirectory)/out/app.txt
+  - publish: $(Build.ArtifactStagingDirectory)/out
     artifact: drop
 - deployment: web
   dependsOn: build

@@ -7,7 +7,7 @@ use super::runtime::{self, job_contexts, stage_contexts, JobRecord, RuntimeScope
 use super::{worst, Engine, JobState, RunResult};
 use crate::expr::{Outcome, Scope};
 use crate::output::{Printer, Row};
-use crate::pipeline::{Condition, Pipeline, Stage};
+use crate::pipeline::{Condition, Legs, Pipeline, Stage};
 use crate::process;
 
 impl Engine<'_> {
@@ -121,7 +121,9 @@ impl Engine<'_> {
                 counters: None,
             };
             let title = job.display_name.clone().unwrap_or_else(|| job.name.clone());
-            if !job.implicit {
+            // A job with copies gets a header per copy instead.
+            let copies = !matches!(job.legs, Legs::One);
+            if !job.implicit && !copies {
                 self.printer.job(&title);
             }
             let mut record = JobRecord {
@@ -165,6 +167,9 @@ impl Engine<'_> {
                     .as_ref()
                     .map(|c| format!("condition '{}' was false", c.text))
                     .unwrap_or_else(|| "a dependency did not succeed".into());
+                if copies {
+                    self.printer.job(&title);
+                }
                 self.printer.note(&format!("job skipped: {why}"));
                 self.rows.push(Row {
                     path: self.job_path(stage, job),
