@@ -67,6 +67,11 @@ fn the_corpus_checks_and_expands_to_the_reviewed_yaml() {
         assert_eq!(r.stdout, expected(name), "{name}: the expansion changed");
         assert!(!r.stdout.contains("${{"), "{name}: {}", r.stdout);
     }
+    // `deploy: false` in an object parameter is false, as on the server: no image, no helm.
+    let r = azp("expand", "monorepo", &[]);
+    assert!(!r.stdout.contains("/reporting:"), "{}", r.stdout);
+    assert!(!r.stdout.contains("install reporting"), "{}", r.stdout);
+    assert!(r.stdout.contains("install accounts"), "{}", r.stdout);
 }
 
 #[test]
