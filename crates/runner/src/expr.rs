@@ -99,7 +99,9 @@ impl Val {
         };
         Cow::Owned(match &node.value {
             _ if node.is_null() => Val::Null,
-            yaml::Value::Scalar { text, plain } => core_schema(text, *plain),
+            // Every scalar is a string, as the server reads them: `flag: false` in an object
+            // parameter is the text 'false' (true as a condition; compare with eq()).
+            yaml::Value::Scalar { text, .. } => Val::Str(text.clone()),
             yaml::Value::Seq(items) => Val::Array(items.iter().map(Val::from_node).collect()),
             yaml::Value::Map(entries) => Val::Object(
                 entries
@@ -203,30 +205,6 @@ impl Val {
         let mut out = String::new();
         json(&self.plain(), 0, &mut out);
         out
-    }
-}
-
-/// An unquoted YAML scalar read as the server reads it in an expression (YAML 1.2 core
-/// schema): `true`/`false` are booleans, `12`, `-1.5`, `0x1F` numbers; anything else, and
-/// anything quoted, is a string. (So `flag: false` in an object parameter is false.)
-fn core_schema(text: &str, plain: bool) -> Val {
-    if !plain {
-        return Val::Str(text.to_owned());
-    }
-    match text {
-        "true" | "True" | "TRUE" => return Val::Bool(true),
-        "false" | "False" | "FALSE" => return Val::Bool(false),
-        _ => {}
-    }
-    let digits = text.trim_start_matches(['-', '+']);
-    let numeric = digits.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && digits
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+'))
-        || text.starts_with("0x") && text.len() > 2;
-    match numeric.then(|| parse_number(text)).flatten() {
-        Some(n) => Val::Num(n),
-        None => Val::Str(text.to_owned()),
     }
 }
 
@@ -1239,7 +1217,7 @@ mod tests {
     fn converts_to_json_in_order() {
         assert_eq!(
             text("convertToJson(parameters.flags)"),
-            "{\n  \"Fast\": \"true\",\n  \"n\": 3\n}"
+            "{\n  \"Fast\": \"true\",\n  \"n\": \"3\"\n}"
         );
         assert_eq!(
             text("convertToJson(split('a,b', ','))"),
@@ -1249,21 +1227,22 @@ mod tests {
     }
 
     #[test]
-    fn unquoted_yaml_scalars_are_booleans_and_numbers() {
-        let node = crate::yaml::parse(
-            "{off: false, on: True, n: 12, f: -1.5, v: 1.2.3, q: 'false', s: no, x: 0x10}",
-        )
-        .unwrap();
+    fn yaml_scalars_are_strings() {
+        let node = crate::yaml::parse("{off: false, n: 12, q: 'false'}").unwrap();
         let obj = Val::Yaml(node);
-        assert_eq!(obj.property("off").plain().into_owned(), Val::Bool(false));
-        assert!(!obj.property("off").truthy());
-        assert!(obj.property("on").truthy());
-        assert_eq!(obj.property("n").plain().into_owned(), Val::Num(12.0));
-        assert_eq!(obj.property("f").plain().into_owned(), Val::Num(-1.5));
-        assert_eq!(obj.property("x").plain().into_owned(), Val::Num(16.0));
-        assert_eq!(obj.property("v").to_text(), "1.2.3");
-        assert!(obj.property("q").truthy(), "a quoted 'false' is a string");
-        assert_eq!(obj.property("s").to_text(), "no");
+        assert_eq!(
+            obj.property("off").plain().into_owned(),
+            Val::Str("false".into())
+        );
+        assert!(
+            obj.property("off").truthy(),
+            "the text 'false' is not empty"
+        );
+        assert!(equal(&obj.property("off"), &Val::Bool(false)));
+        assert!(!equal(&obj.property("off"), &Val::Bool(true)));
+        assert!(!equal(&obj.property("off"), &Val::Str(String::new())));
+        assert!(equal(&obj.property("n"), &Val::Num(12.0)));
+        assert_eq!(obj.property("q").to_text(), "false");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub const EXIT_CANCELED: i32 = 130;
 fn report(file: &Path, problems: &[Problem], kind: &str) {
     let mut problems: Vec<&Problem> = problems.iter().collect();
     problems.sort_by_key(|p| (p.pos.file, p.pos.line, p.pos.col));
+    // A template used several times says the same thing at the same place once.
+    problems.dedup();
     let root = std::path::absolute(file).ok();
     let cwd = std::env::current_dir().ok();
     for p in problems {

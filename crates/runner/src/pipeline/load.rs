@@ -225,6 +225,10 @@ impl Loader<'_> {
 
     pub(super) fn condition(&mut self, node: Option<&Node>) -> Option<Condition> {
         let text = self.text(node, "condition")?;
+        // An empty condition (a template's `condition: ''` default) is no condition.
+        if text.trim().is_empty() {
+            return None;
+        }
         match Expression::parse(&text) {
             Ok(expr) => Some(Condition { text, expr }),
             Err(e) => {
@@ -358,6 +362,7 @@ pub fn load(file: &Path, text: &str, ctx: &LoadContext<'_>) -> Loaded {
             .unwrap_or_else(|| file.parent().map(Path::to_path_buf).unwrap_or_default()),
     };
     let expanded = template::expand_pipeline(file, text, &options);
+    let expansion_failed = !expanded.problems.is_empty();
     loader.problems.extend(expanded.problems);
     loader.warnings.extend(expanded.warnings);
     let Some(root) = expanded.root else {
@@ -455,7 +460,10 @@ pub fn load(file: &Path, text: &str, ctx: &LoadContext<'_>) -> Loaded {
                 implicit: true,
             }]
         } else {
-            loader.error(root.pos, "the pipeline has no 'stages', 'jobs' or 'steps'");
+            // Not again when a template that would have given them failed.
+            if !expansion_failed {
+                loader.error(root.pos, "the pipeline has no 'stages', 'jobs' or 'steps'");
+            }
             Vec::new()
         };
         vec![Stage {

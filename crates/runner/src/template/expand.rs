@@ -390,12 +390,7 @@ impl<'a> Expander<'a> {
 
     /// Reads a template reference (`template:` and `parameters:`), binds its parameters and
     /// expands its body. `kind`: what the reference stands in (`None` for `extends`).
-    fn template_body(
-        &mut self,
-        reference: &Node,
-        ctx: &Ctx,
-        kind: Option<Kind>,
-    ) -> Option<Body> {
+    fn template_body(&mut self, reference: &Node, ctx: &Ctx, kind: Option<Kind>) -> Option<Body> {
         let entries = reference.as_map()?;
         for (k, _) in entries {
             let key = k.as_str().unwrap_or_default();
@@ -458,6 +453,10 @@ impl<'a> Expander<'a> {
                     );
                 }
             }
+        }
+        if kind.is_none() {
+            // An extends template may declare the repositories its own templates come from.
+            self.resources(&body);
         }
         let decls = params::declarations(body.get("parameters"), &mut self.p);
         let what = format!("template '{path_text}'");
@@ -642,7 +641,12 @@ impl<'a> Expander<'a> {
                 let Some(alias) = r.get("repository").and_then(Node::as_str) else {
                     continue;
                 };
-                if alias.eq_ignore_ascii_case("self") {
+                if alias.eq_ignore_ascii_case("self")
+                    || self
+                        .declared
+                        .iter()
+                        .any(|(a, _, _)| a.eq_ignore_ascii_case(alias))
+                {
                     continue;
                 }
                 let name = r
@@ -651,18 +655,6 @@ impl<'a> Expander<'a> {
                     .unwrap_or(alias)
                     .to_owned();
                 self.declared.push((alias.to_owned(), name, r.pos));
-            }
-        }
-        for (alias, _) in self.options.repos {
-            if !self
-                .declared
-                .iter()
-                .any(|(a, _, _)| a.eq_ignore_ascii_case(alias))
-            {
-                self.p.warn(
-                    resources.pos,
-                    format!("--repo {alias}: the pipeline declares no repository '{alias}' under resources.repositories"),
-                );
             }
         }
         for kind in ["pipelines", "builds", "containers", "packages", "webhooks"] {
@@ -687,6 +679,18 @@ impl<'a> Expander<'a> {
     /// Declared repositories no template needed and no `--repo` gives: `checkout` of them
     /// cannot fetch anything.
     fn unused_repositories(&mut self) {
+        for (alias, _) in self.options.repos {
+            if !self
+                .declared
+                .iter()
+                .any(|(a, _, _)| a.eq_ignore_ascii_case(alias))
+            {
+                self.p.warn(
+                    Pos::default(),
+                    format!("--repo {alias}: the pipeline declares no repository '{alias}' under resources.repositories"),
+                );
+            }
+        }
         for (alias, name, pos) in self.declared.clone() {
             let given = self
                 .options
@@ -972,6 +976,8 @@ impl<'a> Expander<'a> {
                     }
                     Ok(c) => match c.plain().into_owned() {
                         Val::Array(items) => items,
+                        // A parameter that is not there: nothing to repeat, as on the server.
+                        Val::Null => Vec::new(),
                         Val::Object(entries) => entries
                             .into_iter()
                             .map(|(key, value)| {

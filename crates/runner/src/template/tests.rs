@@ -208,7 +208,8 @@ fn each_over_a_non_sequence_is_an_error() {
         "t.yml:6:",
         "needs a sequence or a mapping, but 'parameters.name' is a string",
     );
-    has(&e, "t.yml:8:", "'parameters.nothing' is null");
+    // Over nothing (a parameter that is not there): no items, no error.
+    assert!(!e.iter().any(|x| x.starts_with("t.yml:8:")), "{e:#?}");
     has(
         &e,
         "t.yml:10:",
