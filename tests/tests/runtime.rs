@@ -222,8 +222,10 @@ variables:
   isMain: $[ eq(variables['Build.SourceBranchName'], 'never-this-branch') ]
 jobs:
 - job: a
+  variables:
+    jobRev: $[ counter('job-a', 0) ]
   steps:
-  - script: echo "rev $(rev) $(isMain)"
+  - script: echo "rev $(rev) $(isMain) $(jobRev)"
 - job: b
   steps:
   - script: echo "rev $(rev)"
@@ -242,9 +244,13 @@ jobs:
     let first = run();
     assert_eq!(first.code, 0, "{}", first.all());
     // Evaluated once per run: both jobs see the same value.
-    assert_eq!(lines(&first.stdout, "rev "), ["rev 100 False", "rev 100"]);
+    // A job's own: once per job (its condition and its steps see one value).
+    assert_eq!(lines(&first.stdout, "rev "), ["rev 100 False 0", "rev 100"]);
     let second = run();
-    assert_eq!(lines(&second.stdout, "rev "), ["rev 101 False", "rev 101"]);
+    assert_eq!(
+        lines(&second.stdout, "rev "),
+        ["rev 101 False 1", "rev 101"]
+    );
 }
 
 #[test]

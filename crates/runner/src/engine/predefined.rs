@@ -14,7 +14,7 @@ impl Engine<'_> {
     /// The variables of a scope, lowest precedence first: predefined, emulators and vars
     /// file, pipeline, stage, job (with their groups), the matrix entry, then
     /// `--var`/`--secret`. `$[ ]` values are evaluated in order against the variables so
-    /// far and `contexts` (root and stage ones once per run, as the service does); their
+    /// far and `contexts` (each once per run, as the service does); their
     /// errors come back with the variable's name.
     pub(super) fn scope_variables(
         &self,
@@ -40,7 +40,13 @@ impl Engine<'_> {
             defs.extend(s.variables.iter().map(|d| (format!("stage {}", s.name), d)));
         }
         if let Some(j) = job {
-            defs.extend(j.variables.iter().map(|d| (String::new(), d)));
+            // Once per job too: its condition and its copies see the same value.
+            let level = format!(
+                "job {}.{}",
+                stage.map(|s| s.name.as_str()).unwrap_or_default(),
+                j.name
+            );
+            defs.extend(j.variables.iter().map(|d| (level.clone(), d)));
         }
         for (level, def) in defs {
             match def {
@@ -83,8 +89,8 @@ impl Engine<'_> {
         (vars, errors)
     }
 
-    /// Evaluates a `$[ ]` variable; a root or stage variable once per run (`level` names
-    /// it; a job's own, empty, every time its job starts).
+    /// Evaluates a `$[ ]` variable once per run and `level` (root, stage or job), as the
+    /// service evaluates it once when its stage or job starts.
     fn runtime_value(
         &self,
         level: &str,
