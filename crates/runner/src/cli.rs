@@ -18,6 +18,8 @@ OPTIONS:
   --var NAME=VALUE       a variable (overrides the YAML and the vars file)
   --secret NAME=VALUE    a secret variable (masked as *** in all output);
                          --secret NAME takes the value from the environment variable NAME
+  --param NAME=VALUE     a value for one of the pipeline's own parameters (YAML for an
+                         object or a list: --param 'regions=[eu, us]'); default: its default
   --repo ALIAS=PATH      a local checkout of repository ALIAS of resources.repositories
                          (templates 'file.yml@ALIAS'); repeatable
   --endpoint ID=FILE     a service connection from a JSON file
@@ -54,6 +56,8 @@ pub struct Args {
     pub vars: Vec<(String, String)>,
     pub secrets: Vec<(String, String)>,
     pub endpoints: Vec<(String, PathBuf)>,
+    /// `--param NAME=VALUE`: values of the pipeline's own `parameters:`.
+    pub params: Vec<(String, String)>,
     /// `--repo ALIAS=PATH`: local checkouts of `resources.repositories`.
     pub repos: Vec<(String, PathBuf)>,
     pub inputs: Vec<(String, String)>,
@@ -104,6 +108,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         vars: Vec::new(),
         secrets: Vec::new(),
         endpoints: Vec::new(),
+        params: Vec::new(),
         repos: Vec::new(),
         inputs: Vec::new(),
         emulators: false,
@@ -154,6 +159,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
                 let (id, file) = pair("--endpoint", &value(&mut it)?)?;
                 args.endpoints.push((id, file.into()));
             }
+            "--param" => args.params.push(pair("--param", &value(&mut it)?)?),
             "--repo" => {
                 let (alias, path) = pair("--repo", &value(&mut it)?)?;
                 args.repos.push((alias, path.into()));

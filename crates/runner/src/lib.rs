@@ -285,6 +285,7 @@ fn load_pipeline(file: &Path, args: &Args, prepared: &Prepared) -> Option<Pipeli
         tasks: &prepared.tasks,
         mapped: &mapped,
         template_variables: &template_variables,
+        parameters: &args.params,
         repos: &args.repos,
         self_root: Some(template::self_root(file, &prepared.settings.sources_dir)),
     };
@@ -341,6 +342,7 @@ fn expand_pipeline(file: &Path, args: &Args, prepared: &Prepared) -> i32 {
     let variables = template_variables(prepared);
     let options = template::Options {
         variables: &variables,
+        parameters: &args.params,
         repos: &args.repos,
         self_root: template::self_root(file, &prepared.settings.sources_dir),
     };

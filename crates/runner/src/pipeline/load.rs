@@ -21,6 +21,8 @@ pub struct LoadContext<'a> {
     pub mapped: &'a dyn Fn(&str) -> Option<Option<String>>,
     /// Variables visible to `${{ }}` template expressions.
     pub template_variables: &'a Variables,
+    /// Values of the pipeline's own parameters (`--param NAME=VALUE`).
+    pub parameters: &'a [(String, String)],
     /// Local checkouts of `resources.repositories` (`--repo ALIAS=PATH`).
     pub repos: &'a [(String, PathBuf)],
     /// The root of the pipeline's repository (`/`-paths, `@self`); default: its folder.
@@ -355,6 +357,7 @@ pub fn load(file: &Path, text: &str, ctx: &LoadContext<'_>) -> Loaded {
     // Templates and `${{ }}` first, as the server does: the loader reads the plain result.
     let options = template::Options {
         variables: ctx.template_variables,
+        parameters: ctx.parameters,
         repos: ctx.repos,
         self_root: ctx
             .self_root
@@ -505,6 +508,7 @@ mod tests {
             tasks: &tasks,
             mapped: &mapped,
             template_variables: &vars,
+            parameters: &[],
             repos: &[],
             self_root: None,
         };

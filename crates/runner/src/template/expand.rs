@@ -301,7 +301,14 @@ impl<'a> Expander<'a> {
         };
         self.resources(&root);
         let decls = params::declarations(root.get("parameters"), &mut self.p);
-        let params = params::bind(&decls, None, root.pos, "the pipeline", &mut self.p);
+        let given = self.given_parameters(&decls);
+        let params = params::bind(
+            &decls,
+            given.as_ref(),
+            root.pos,
+            params::PIPELINE,
+            &mut self.p,
+        );
         let ctx = Ctx {
             params: Rc::new(params),
             locals: Rc::new(Vec::new()),
@@ -336,6 +343,49 @@ impl<'a> Expander<'a> {
             value: Value::Map(out),
         };
         self.finish(Some(root))
+    }
+
+    /// `--param NAME=VALUE` as the mapping a reference would pass: text for strings, numbers
+    /// and booleans, YAML for objects and lists. Positions name no file (the command line).
+    fn given_parameters(&mut self, decls: &[params::Decl]) -> Option<Node> {
+        if self.options.parameters.is_empty() {
+            return None;
+        }
+        fn unplaced(node: &mut Node) {
+            node.pos = Pos::default();
+            match &mut node.value {
+                Value::Scalar { .. } => {}
+                Value::Seq(items) => items.iter_mut().for_each(unplaced),
+                Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                    unplaced(k);
+                    unplaced(v);
+                }),
+            }
+        }
+        let mut entries = Vec::new();
+        for (name, text) in self.options.parameters {
+            let structured = decls
+                .iter()
+                .find(|d| d.name.eq_ignore_ascii_case(name))
+                .is_some_and(|d| params::structured(d.ty));
+            let mut value = match structured.then(|| yaml::parse(text)) {
+                Some(Ok(node)) => node,
+                Some(Err(e)) => {
+                    self.p.error(
+                        Pos::default(),
+                        format!("--param {name}: the value is not YAML: {}", e.message),
+                    );
+                    continue;
+                }
+                None => Node::scalar(text, false, Pos::default()),
+            };
+            unplaced(&mut value);
+            entries.push((Node::scalar(name, true, Pos::default()), value));
+        }
+        Some(Node {
+            pos: Pos::default(),
+            value: Value::Map(entries),
+        })
     }
 
     /// `extends: {template, parameters}`: the template's expanded body (its own `extends`

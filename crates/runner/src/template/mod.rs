@@ -26,6 +26,8 @@ pub struct Options<'a> {
     /// Variables `${{ variables.x }}` sees before the pipeline defines its own (predefined
     /// and queue-time ones).
     pub variables: &'a Variables,
+    /// Values of the pipeline's own parameters (`--param NAME=VALUE`).
+    pub parameters: &'a [(String, String)],
     /// Local checkouts of `resources.repositories`: alias and folder (`--repo`).
     pub repos: &'a [(String, PathBuf)],
     /// The root of the pipeline's own repository (for `/`-paths and `@self`).

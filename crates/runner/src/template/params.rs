@@ -67,6 +67,14 @@ const STEP_KEYS: &[&str] = &[
     "template",
 ];
 
+/// How messages name the pipeline's own parameters (given with `--param`).
+pub const PIPELINE: &str = "the pipeline";
+
+/// Whether a value of type `ty` is written as YAML (a mapping or a list) on the command line.
+pub fn structured(ty: Type) -> bool {
+    !matches!(ty, Type::String | Type::Number | Type::Boolean | Type::Name)
+}
+
 #[derive(Debug, Clone)]
 pub struct Decl {
     pub name: String,
@@ -269,7 +277,11 @@ pub fn bind(
             }
             None => problems.error(
                 at,
-                format!("a value for the '{}' parameter must be provided ({what} declares it without a default)", d.name),
+                format!(
+                    "a value for the '{}' parameter must be provided ({what} declares it without a default{})",
+                    d.name,
+                    if what == PIPELINE { format!(": pass --param {}=VALUE", d.name) } else { String::new() }
+                ),
             ),
         }
     }

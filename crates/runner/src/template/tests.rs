@@ -32,6 +32,7 @@ impl Repo {
         vars.set_force("Build.Reason", "Manual", false);
         let options = Options {
             variables: &vars,
+            parameters: &[],
             repos,
             self_root: self.dir.path().to_path_buf(),
         };
@@ -480,4 +481,57 @@ fn unfetchable_resources_are_warnings() {
         "resources.pipelines 'upstream' is not fetched",
     );
     has(&w, "p.yml:7:", "--var");
+}
+
+#[test]
+fn pipeline_parameters_from_the_command_line() {
+    let r = Repo::new(&[(
+        "p.yml",
+        "parameters:\n- name: env\n  values: [dev, prod]\n- name: n\n  type: number\n  default: 1\n- name: regions\n  type: object\n  default: [eu]\nsteps:\n- ${{ each r in parameters.regions }}:\n  - script: echo ${{ parameters.env }} ${{ parameters.n }} ${{ r }}\n",
+    )]);
+    let run = |given: &[(&str, &str)]| {
+        let file = r.path("p.yml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let vars = Variables::new();
+        let given: Vec<(String, String)> = given
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let options = Options {
+            variables: &vars,
+            parameters: &given,
+            repos: &[],
+            self_root: r.dir.path().to_path_buf(),
+        };
+        expand_pipeline(&file, &text, &options)
+    };
+    let e = run(&[("env", "prod"), ("n", "3"), ("regions", "[us, asia]")]);
+    assert!(e.problems.is_empty(), "{:?}", e.problems);
+    assert_eq!(
+        to_yaml(e.root.as_ref().unwrap()),
+        "steps:\n  - script: echo prod 3 us\n  - script: echo prod 3 asia\n"
+    );
+    let e = run(&[]);
+    let messages: Vec<&str> = e.problems.iter().map(|p| p.message.as_str()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("'env' parameter must be provided")
+                && m.contains("--param env=VALUE")),
+        "{messages:?}"
+    );
+    let e = run(&[("env", "qa"), ("other", "x")]);
+    let messages: Vec<&str> = e.problems.iter().map(|p| p.message.as_str()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("'qa' of parameter 'env'")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("unexpected parameter 'other'")),
+        "{messages:?}"
+    );
 }
