@@ -27,8 +27,9 @@ fn data_ingestion_pipeline_is_green_on_the_emulators() {
     for step in [
         "CI / CI_Job / Run unit tests",
         "CI / CI_Job / Publish Pipeline Artifact: di-notebooks",
-        "Deploy_to_Databricks / Deploy (copy) data processing notebook",
-        "Deploy_to_ADF / Deploy ADF resources",
+        // Deployment jobs show their lifecycle hook.
+        "Deploy_to_Databricks / deploy / Deploy (copy) data processing notebook",
+        "Deploy_to_ADF / deploy / Deploy ADF resources",
         "Integration_test_job / Execute ADF Pipeline",
         "Integration_test_job / Wait until the testing is done",
     ] {

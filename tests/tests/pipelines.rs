@@ -226,18 +226,20 @@ fn yaml_syntax_error_has_a_line() {
 }
 
 #[test]
-fn missing_variable_group_is_an_error() {
+fn an_unknown_variable_group_is_a_warning_naming_what_to_pass() {
     let (r, _d) = run_pipeline(
-        "variables:\n- group: nowhere\nsteps:\n- script: echo x\n",
+        "variables:\n- group: nowhere\nsteps:\n- script: echo ran-without-the-group\n",
         &[],
     );
-    assert_eq!(r.code, 2);
+    assert_eq!(r.code, 0, "{}", r.all());
     assert!(
         r.stderr
-            .contains(":2:10: error: variable group 'nowhere' is not defined"),
+            .contains(":2:10: warning: variable group 'nowhere' is not defined locally"),
         "{}",
         r.stderr
     );
+    assert!(r.stderr.contains("--vars FILE") && r.stderr.contains("--var NAME=VALUE"));
+    assert!(r.stdout.contains("ran-without-the-group"));
 }
 
 #[test]

@@ -10,6 +10,7 @@ USAGE:
   azp-local run <azure-pipelines.yml> [OPTIONS]
   azp-local task <task folder | name[@major]> [--input NAME=VALUE]... [OPTIONS]
   azp-local check <azure-pipelines.yml> [OPTIONS]     (load and validate only)
+  azp-local expand <azure-pipelines.yml> [OPTIONS]    (print it with templates expanded)
 
 OPTIONS:
   --vars FILE            variables, secrets, variable groups, service connections and task
@@ -17,6 +18,10 @@ OPTIONS:
   --var NAME=VALUE       a variable (overrides the YAML and the vars file)
   --secret NAME=VALUE    a secret variable (masked as *** in all output);
                          --secret NAME takes the value from the environment variable NAME
+  --param NAME=VALUE     a value for one of the pipeline's own parameters (YAML for an
+                         object or a list: --param 'regions=[eu, us]'); default: its default
+  --repo ALIAS=PATH      a local checkout of repository ALIAS of resources.repositories
+                         (templates 'file.yml@ALIAS'); repeatable
   --endpoint ID=FILE     a service connection from a JSON file
                          {\"url\", \"scheme\", \"auth\": {…}, \"data\": {…}, \"name\"}
   --emulators            start the Databricks and Azure emulators and define DATABRICKS_URL,
@@ -26,6 +31,7 @@ OPTIONS:
   --sources-dir DIR      the checkout (default: the current folder)
   --work-dir DIR         the pipeline workspace root (default: a temporary folder, removed)
   --debug                System.Debug=true: show task.debug and processed commands
+  --attempt N            System.JobAttempt of every job (default 1), as a re-run raises it
   --input NAME=VALUE     (task) an input, by name or alias
   --timeout MINUTES      (task) the step's timeoutInMinutes
   -h, --help             this help
@@ -38,6 +44,7 @@ EXIT CODE: 0 succeeded (also with issues), 1 failed, 2 invalid command line or Y
 pub enum Mode {
     Run,
     Check,
+    Expand,
     Task,
 }
 
@@ -49,6 +56,10 @@ pub struct Args {
     pub vars: Vec<(String, String)>,
     pub secrets: Vec<(String, String)>,
     pub endpoints: Vec<(String, PathBuf)>,
+    /// `--param NAME=VALUE`: values of the pipeline's own `parameters:`.
+    pub params: Vec<(String, String)>,
+    /// `--repo ALIAS=PATH`: local checkouts of `resources.repositories`.
+    pub repos: Vec<(String, PathBuf)>,
     pub inputs: Vec<(String, String)>,
     pub emulators: bool,
     pub log_dir: Option<PathBuf>,
@@ -57,6 +68,8 @@ pub struct Args {
     pub work_dir: Option<PathBuf>,
     pub debug: bool,
     pub timeout_minutes: Option<u64>,
+    /// `System.JobAttempt`: 1 unless `--attempt N`.
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,10 +93,11 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         Some("-V" | "--version") => return Ok(Parsed::Version),
         Some("run") => Mode::Run,
         Some("check") => Mode::Check,
+        Some("expand") => Mode::Expand,
         Some("task") => Mode::Task,
         Some(other) => {
             return Err(format!(
-                "unknown command '{other}' (expected run, check or task)"
+                "unknown command '{other}' (expected run, check, expand or task)"
             ))
         }
     };
@@ -94,6 +108,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         vars: Vec::new(),
         secrets: Vec::new(),
         endpoints: Vec::new(),
+        params: Vec::new(),
+        repos: Vec::new(),
         inputs: Vec::new(),
         emulators: false,
         log_dir: None,
@@ -102,6 +118,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         work_dir: None,
         debug: false,
         timeout_minutes: None,
+        attempt: 1,
     };
     let mut target = None;
     while let Some(arg) = it.next() {
@@ -142,11 +159,23 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
                 let (id, file) = pair("--endpoint", &value(&mut it)?)?;
                 args.endpoints.push((id, file.into()));
             }
+            "--param" => args.params.push(pair("--param", &value(&mut it)?)?),
+            "--repo" => {
+                let (alias, path) = pair("--repo", &value(&mut it)?)?;
+                args.repos.push((alias, path.into()));
+            }
             "--input" | "-i" => args.inputs.push(pair("--input", &value(&mut it)?)?),
             "--log-dir" => args.log_dir = Some(value(&mut it)?.into()),
             "--tasks-dir" => args.tasks_dirs.push(value(&mut it)?.into()),
             "--sources-dir" => args.sources_dir = Some(value(&mut it)?.into()),
             "--work-dir" => args.work_dir = Some(value(&mut it)?.into()),
+            "--attempt" => {
+                let v = value(&mut it)?;
+                args.attempt =
+                    v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        format!("--attempt expects a whole number from 1, got '{v}'")
+                    })?;
+            }
             "--timeout" => {
                 let v = value(&mut it)?;
                 args.timeout_minutes = Some(
@@ -198,6 +227,11 @@ mod tests {
         assert_eq!(a.secrets, vec![("s".into(), "1".into())]);
         assert!(a.emulators);
         assert_eq!(a.log_dir, Some("logs".into()));
+        assert_eq!(a.attempt, 1);
+        let Parsed::Args(a) = args(&["run", "p.yml", "--attempt", "3"]).unwrap() else {
+            panic!()
+        };
+        assert_eq!(a.attempt, 3);
     }
 
     #[test]
@@ -206,6 +240,10 @@ mod tests {
         assert!(args(&["run", "p.yml", "--var", "novalue"]).is_err());
         assert!(args(&["run", "p.yml", "--bogus"]).is_err());
         assert!(args(&["run", "p.yml", "--input", "a=b"]).is_err());
+        assert!(args(&["run", "p.yml", "--attempt", "0"])
+            .unwrap_err()
+            .contains("--attempt"));
+        assert!(args(&["run", "p.yml", "--attempt", "x"]).is_err());
         assert_eq!(args(&[]).unwrap(), Parsed::Help);
     }
 }

@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
+use task_sdk::agent_env::ServiceConnection;
 use task_sdk::endpoint::PUBLIC_AUTH_PARAMS;
-
-use crate::variables::env_name;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -99,41 +98,20 @@ impl Endpoint {
             .map(|(_, v)| v.as_str())
     }
 
+    /// As task-sdk's builder exports it.
+    pub fn connection(&self) -> ServiceConnection {
+        ServiceConnection {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            scheme: self.scheme.clone(),
+            auth: self.auth.clone(),
+            data: self.data.clone(),
+        }
+    }
+
     /// The agent's variables for this connection, keyed by its id as given.
     pub fn env(&self) -> Vec<(String, String)> {
-        let id = &self.id;
-        let parameters: Map<String, Value> = self
-            .auth
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        let data: Map<String, Value> = self
-            .data
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        let mut env = vec![
-            (format!("ENDPOINT_URL_{id}"), self.url.clone()),
-            (
-                format!("ENDPOINT_AUTH_{id}"),
-                json!({"parameters": parameters, "scheme": self.scheme}).to_string(),
-            ),
-            (format!("ENDPOINT_AUTH_SCHEME_{id}"), self.scheme.clone()),
-            (
-                format!("ENDPOINT_DATA_{id}"),
-                Value::Object(data).to_string(),
-            ),
-        ];
-        for (k, v) in &self.auth {
-            env.push((
-                format!("ENDPOINT_AUTH_PARAMETER_{id}_{}", env_name(k)),
-                v.clone(),
-            ));
-        }
-        for (k, v) in &self.data {
-            env.push((format!("ENDPOINT_DATA_{id}_{}", env_name(k)), v.clone()));
-        }
-        env
+        self.connection().env()
     }
 
     /// Applies a `task.setendpoint`.
@@ -153,19 +131,21 @@ impl Endpoint {
 
 /// The `SYSTEMVSSCONNECTION` every task receives: the collection URL and a job access token.
 pub fn system_connection(collection_uri: &str, token: &str) -> Endpoint {
+    let c = ServiceConnection::system(collection_uri, token);
     Endpoint {
-        id: "SYSTEMVSSCONNECTION".into(),
+        id: c.id,
         name: Some("SystemVssConnection".into()),
-        url: collection_uri.to_owned(),
-        scheme: "OAuth".into(),
-        auth: [("AccessToken".to_owned(), token.to_owned())].into(),
-        data: BTreeMap::new(),
+        url: c.url,
+        scheme: c.scheme,
+        auth: c.auth,
+        data: c.data,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn exports_the_agent_variables() {

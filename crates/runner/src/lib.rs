@@ -5,13 +5,13 @@
 //! What it does: reads task.json, builds the task's environment as the agent does (inputs,
 //! variables, secrets, service connections), starts the task's handler, interprets its
 //! logging commands with task-sdk's parser, masks secrets, decides results by the agent's
-//! rules; for a pipeline, orders stages and jobs, evaluates conditions, carries variables
-//! between steps and artifacts between jobs, and can start the Databricks and Azure emulators.
+//! rules; for a pipeline, expands templates and `${{ }}` as the server does (`expand` prints
+//! the result), orders stages and jobs, evaluates conditions, carries variables between steps
+//! and artifacts between jobs, and can start the Databricks and Azure emulators.
 //!
-//! What it is not: the Azure Pipelines service. No templates (`template:`, `extends:`,
-//! `${{ if }}`), no matrix strategies, no runtime `$[ ]` expressions, no agent pools or
-//! containers; jobs run one after another on this machine. Unsupported YAML is reported with
-//! its line before anything runs, never silently ignored.
+//! What it is not: the Azure Pipelines service. No agent pools or containers; jobs run one
+//! after another on this machine. Unsupported YAML is reported with its line before anything
+//! runs, never silently ignored.
 
 pub mod cli;
 pub mod commands;
@@ -19,10 +19,12 @@ pub mod emulators;
 pub mod endpoints;
 pub mod engine;
 pub mod expr;
+pub mod identity;
 pub mod manifest;
 pub mod output;
 pub mod pipeline;
 pub mod process;
+pub mod template;
 pub mod variables;
 pub mod varsfile;
 pub mod yaml;
@@ -46,17 +48,28 @@ pub const EXIT_CANCELED: i32 = 130;
 
 fn report(file: &Path, problems: &[Problem], kind: &str) {
     let mut problems: Vec<&Problem> = problems.iter().collect();
-    problems.sort_by_key(|p| (p.pos.line, p.pos.col));
+    problems.sort_by_key(|p| (p.pos.file, p.pos.line, p.pos.col));
+    // A template used several times says the same thing at the same place once.
+    problems.dedup();
+    let root = std::path::absolute(file).ok();
+    let cwd = std::env::current_dir().ok();
     for p in problems {
+        // The pipeline as it was named; a template relative to the current folder.
+        let shown = match p.pos.file {
+            Some(f) if root.as_deref() != Some(f) => cwd
+                .as_deref()
+                .and_then(|c| f.strip_prefix(c).ok())
+                .unwrap_or(f)
+                .display()
+                .to_string(),
+            _ => file.display().to_string(),
+        };
         if p.pos.line == 0 {
-            eprintln!("{}: {kind}: {}", file.display(), p.message);
+            eprintln!("{shown}: {kind}: {}", p.message);
         } else {
             eprintln!(
-                "{}:{}:{}: {kind}: {}",
-                file.display(),
-                p.pos.line,
-                p.pos.col,
-                p.message
+                "{shown}:{}:{}: {kind}: {}",
+                p.pos.line, p.pos.col, p.message
             );
         }
     }
@@ -206,7 +219,11 @@ fn prepare(args: &Args) -> Result<Prepared, String> {
     std::fs::create_dir_all(&work_dir)
         .map_err(|e| format!("cannot create the work folder {}: {e}", work_dir.display()))?;
     let work_dir = std::fs::canonicalize(&work_dir).unwrap_or(work_dir);
+    let state_dir = identity::state_dir(&sources_dir);
+    let identity = identity::RunIdentity::new(&state_dir, args.attempt);
     let settings = Settings {
+        identity,
+        state_dir,
         sources_dir,
         work_dir,
         binaries: tasks.binaries.clone(),
@@ -229,7 +246,8 @@ fn run(args: &Args) -> Result<i32, String> {
     let prepared = prepare(args)?;
     let pipeline = match args.mode {
         Mode::Task => task_pipeline(args, &prepared)?,
-        Mode::Run | Mode::Check => match load_pipeline(Path::new(&args.target), &prepared) {
+        Mode::Expand => return Ok(expand_pipeline(Path::new(&args.target), args, &prepared)),
+        Mode::Run | Mode::Check => match load_pipeline(Path::new(&args.target), args, &prepared) {
             Some(p) => p,
             None => return Ok(EXIT_INVALID),
         },
@@ -252,7 +270,7 @@ fn run(args: &Args) -> Result<i32, String> {
 }
 
 /// Loads and checks a pipeline file, printing problems as `file:line:col: error: …`.
-fn load_pipeline(file: &Path, prepared: &Prepared) -> Option<Pipeline> {
+fn load_pipeline(file: &Path, args: &Args, prepared: &Prepared) -> Option<Pipeline> {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -260,35 +278,24 @@ fn load_pipeline(file: &Path, prepared: &Prepared) -> Option<Pipeline> {
             return None;
         }
     };
-    let mut template_variables = Variables::new();
-    template_variables.set_force("System.TeamProject", "local", false);
-    template_variables.set_force("Build.Reason", "Manual", false);
-    template_variables.set_force(
-        "Build.SourcesDirectory",
-        &prepared.settings.sources_dir.display().to_string(),
-        false,
-    );
-    for (name, v) in prepared
-        .settings
-        .base_variables
-        .iter()
-        .chain(&prepared.settings.overrides)
-    {
-        template_variables.set_force(name, &v.value, v.secret);
-    }
+    let template_variables = template_variables(prepared);
     let tasks_map = &prepared.vars_file.tasks;
     let mapped = |reference: &str| tasks_map.get(reference).cloned();
     let ctx = LoadContext {
         tasks: &prepared.tasks,
         mapped: &mapped,
         template_variables: &template_variables,
+        parameters: &args.params,
+        repos: &args.repos,
+        self_root: Some(template::self_root(file, &prepared.settings.sources_dir)),
     };
     let loaded = pipeline::load(file, &text, &ctx);
-    report(file, &loaded.warnings, "warning");
-    let mut problems = loaded.problems;
+    let mut warnings = loaded.warnings;
     if let Some(p) = &loaded.pipeline {
-        problems.extend(missing_groups(p, &prepared.settings));
+        warnings.extend(missing_groups(p, &prepared.settings));
     }
+    report(file, &warnings, "warning");
+    let problems = loaded.problems;
     if !problems.is_empty() {
         report(file, &problems, "error");
         eprintln!(
@@ -301,6 +308,58 @@ fn load_pipeline(file: &Path, prepared: &Prepared) -> Option<Pipeline> {
     loaded.pipeline
 }
 
+/// What `${{ variables.x }}` sees before the pipeline defines its own: predefined, vars file,
+/// `--var`.
+fn template_variables(prepared: &Prepared) -> Variables {
+    let mut vars = Variables::new();
+    vars.set_force("System.TeamProject", "local", false);
+    vars.set_force("Build.Reason", "Manual", false);
+    vars.set_force(
+        "Build.SourcesDirectory",
+        &prepared.settings.sources_dir.display().to_string(),
+        false,
+    );
+    for (name, v) in prepared
+        .settings
+        .base_variables
+        .iter()
+        .chain(&prepared.settings.overrides)
+    {
+        vars.set_force(name, &v.value, v.secret);
+    }
+    vars
+}
+
+/// `azp-local expand`: the pipeline with its templates and `${{ }}` expanded, as YAML.
+fn expand_pipeline(file: &Path, args: &Args, prepared: &Prepared) -> i32 {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: error: cannot read: {e}", file.display());
+            return EXIT_INVALID;
+        }
+    };
+    let variables = template_variables(prepared);
+    let options = template::Options {
+        variables: &variables,
+        parameters: &args.params,
+        repos: &args.repos,
+        self_root: template::self_root(file, &prepared.settings.sources_dir),
+    };
+    let expanded = template::expand_pipeline(file, &text, &options);
+    report(file, &expanded.warnings, "warning");
+    report(file, &expanded.problems, "error");
+    if let Some(root) = &expanded.root {
+        print!("{}", yaml::to_yaml(root));
+    }
+    if expanded.problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_INVALID
+    }
+}
+
+/// Variable groups no vars file defines: the run goes on without their variables.
 fn missing_groups(p: &Pipeline, settings: &Settings) -> Vec<Problem> {
     let mut defs: Vec<&pipeline::VarDef> = p.variables.iter().collect();
     for s in &p.stages {
@@ -313,7 +372,7 @@ fn missing_groups(p: &Pipeline, settings: &Settings) -> Vec<Problem> {
         .filter_map(|d| match d {
             pipeline::VarDef::Group { name, pos } if !settings.groups.contains_key(name) => Some(Problem {
                 pos: *pos,
-                message: format!("variable group '{name}' is not defined: add it under 'groups:' in a vars file (--vars)"),
+                message: format!("variable group '{name}' is not defined locally: its variables are empty (define it under 'groups:' in a vars file, --vars FILE, or pass its variables with --var NAME=VALUE)"),
             }),
             _ => None,
         })
@@ -410,6 +469,8 @@ fn task_pipeline(args: &Args, prepared: &Prepared) -> Result<Pipeline, String> {
         steps: vec![step],
         deployment: false,
         environment: None,
+        legs: Default::default(),
+        lifecycle: None,
         implicit: true,
     };
     Ok(Pipeline {

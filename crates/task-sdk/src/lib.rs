@@ -27,6 +27,7 @@
 //! ```
 
 pub mod agent;
+pub mod agent_env;
 mod cancel;
 pub mod command;
 pub mod endpoint;

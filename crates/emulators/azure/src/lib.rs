@@ -76,6 +76,7 @@ mod template;
 mod tls;
 
 use std::{
+    collections::BTreeMap,
     net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
@@ -83,6 +84,7 @@ use std::{
 };
 
 use serde_json::{json, Value};
+use task_sdk::agent_env::ServiceConnection;
 use tokio::sync::{oneshot, watch};
 
 pub use emulator_faults::{Action as FaultAction, DropMode, Rule as FaultRule};
@@ -454,7 +456,6 @@ impl Emulator {
     /// managed identity endpoint other than the fixed IMDS address.
     pub fn service_connection_env(&self, id: &str, scheme: Scheme) -> Vec<(String, String)> {
         let o = &self.shared.opts;
-        let key = id.replace(['.', ' '], "_");
         let (scheme_name, parameters) = match scheme {
             Scheme::ServicePrincipal => (
                 "ServicePrincipal",
@@ -495,53 +496,29 @@ impl Emulator {
         if scheme == Scheme::ManagedServiceIdentity {
             data["msiclientId"] = json!(o.managed_identity_client_id);
         }
-        let mut env = vec![
-            (format!("ENDPOINT_URL_{key}"), authority.clone()),
-            (
-                format!("ENDPOINT_AUTH_{key}"),
-                json!({"parameters": parameters, "scheme": scheme_name}).to_string(),
-            ),
-            (
-                format!("ENDPOINT_AUTH_SCHEME_{key}"),
-                scheme_name.to_string(),
-            ),
-            (format!("ENDPOINT_DATA_{key}"), data.to_string()),
-        ];
-        for (k, v) in parameters.as_object().into_iter().flatten() {
-            env.push((
-                format!("ENDPOINT_AUTH_PARAMETER_{key}_{}", k.to_uppercase()),
-                v.as_str().unwrap_or_default().to_string(),
-            ));
+        // The agent's shape, from task-sdk's builder (the one every local run uses).
+        let strings = |v: &serde_json::Value| -> BTreeMap<String, String> {
+            v.as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        };
+        let mut env = ServiceConnection {
+            id: id.to_owned(),
+            url: authority.clone(),
+            scheme: scheme_name.to_owned(),
+            auth: strings(&parameters),
+            data: strings(&data),
         }
-        for (k, v) in data.as_object().into_iter().flatten() {
-            env.push((
-                format!("ENDPOINT_DATA_{key}_{}", k.to_uppercase()),
-                v.as_str().unwrap_or_default().to_string(),
-            ));
-        }
+        .env();
         match scheme {
             Scheme::WorkloadIdentityFederation => {
-                let vss =
-                    json!({"parameters": {"AccessToken": o.oidc_request_token}, "scheme": "OAuth"});
-                env.extend([
-                    (
-                        "ENDPOINT_URL_SYSTEMVSSCONNECTION".to_string(),
-                        format!("{}/", self.url),
-                    ),
-                    (
-                        "ENDPOINT_AUTH_SYSTEMVSSCONNECTION".to_string(),
-                        vss.to_string(),
-                    ),
-                    (
-                        "ENDPOINT_AUTH_SCHEME_SYSTEMVSSCONNECTION".to_string(),
-                        "OAuth".to_string(),
-                    ),
-                    (
-                        "ENDPOINT_AUTH_PARAMETER_SYSTEMVSSCONNECTION_ACCESSTOKEN".to_string(),
-                        o.oidc_request_token.clone(),
-                    ),
-                    ("SYSTEM_OIDCREQUESTURI".to_string(), self.oidc_request_uri()),
-                ]);
+                env.extend(
+                    ServiceConnection::system(&format!("{}/", self.url), &o.oidc_request_token)
+                        .env(),
+                );
+                env.extend([("SYSTEM_OIDCREQUESTURI".to_string(), self.oidc_request_uri())]);
             }
             Scheme::ManagedServiceIdentity => {
                 env.extend([

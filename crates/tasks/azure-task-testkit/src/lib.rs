@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use azure_emulator::{Emulator, Options, Scheme};
+use task_sdk::agent_env::AgentEnv;
 use task_sdk::command::{self, Command as LogCommand};
 
 /// The service connection's id: a GUID, as the agent names it.
@@ -46,40 +47,37 @@ impl Env {
         path
     }
 
-    /// The environment of one task run.
+    /// The environment of one task run, built by task-sdk's [`AgentEnv`] (the builder
+    /// azp-local uses), with the emulator's service connection.
     pub fn vars(&self, inputs: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut vars: Vec<(String, String)> = vec![
-            ("TF_BUILD".into(), "True".into()),
+        let mut env = AgentEnv::new();
+        for (name, value) in [
             (
-                "AGENT_TEMPDIRECTORY".into(),
+                "Agent.TempDirectory",
                 self.temp.path().display().to_string(),
             ),
             (
-                "AGENT_CAINFO".into(),
+                "Agent.CAInfo",
                 self.emulator.ca_pem_path().display().to_string(),
             ),
             (
-                "SYSTEM_DEFAULTWORKINGDIRECTORY".into(),
+                "System.DefaultWorkingDirectory",
                 self.root().display().to_string(),
             ),
-            (
-                "BUILD_SOURCESDIRECTORY".into(),
-                self.root().display().to_string(),
-            ),
-            ("SYSTEM_DEBUG".into(), "false".into()),
-            ("AZDODATATASKS_RETRYBUDGETSECONDS".into(), "3".into()),
-        ];
-        vars.extend(
+            ("Build.SourcesDirectory", self.root().display().to_string()),
+            ("System.Debug", "false".into()),
+            (task_sdk::RETRY_BUDGET_VARIABLE, "3".into()),
+        ] {
+            env.variable(name, &value);
+        }
+        env.extend(
             self.emulator
                 .service_connection_env(CONNECTION, self.scheme),
         );
         for (name, value) in inputs {
-            vars.push((
-                format!("INPUT_{}", task_sdk::env_name(name)),
-                value.to_string(),
-            ));
+            env.input(name, value);
         }
-        vars
+        env.build()
     }
 
     /// Starts `binary` (directly, or the shipped build through the launcher: see

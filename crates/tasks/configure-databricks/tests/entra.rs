@@ -67,9 +67,9 @@ impl Emulators {
         let mut job = Job::new();
         job.env
             .extend(self.azure.service_connection_env(CONNECTION, scheme));
-        job.env.insert(
-            "AGENT_CAINFO".to_owned(),
-            self.azure.ca_pem_path().display().to_string(),
+        job.env.variable(
+            "Agent.CAInfo",
+            &self.azure.ca_pem_path().display().to_string(),
         );
         job
     }

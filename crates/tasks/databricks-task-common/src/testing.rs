@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 
+use task_sdk::agent_env::AgentEnv;
 use task_sdk::command::{self, Command};
-use task_sdk::{env_name, TaskResult};
+use task_sdk::TaskResult;
 
 /// What one step printed and how it ended.
 #[derive(Debug, Clone)]
@@ -118,8 +119,9 @@ impl StepRun {
 /// A job: a sequence of steps sharing variables, on one agent.
 #[derive(Debug)]
 pub struct Job {
-    /// Environment entries every step gets (system variables, public variables set so far).
-    pub env: BTreeMap<String, String>,
+    /// What every step gets (system variables, public variables set so far), built by
+    /// task-sdk's [`AgentEnv`], the same builder azp-local uses.
+    pub env: AgentEnv,
     temp: tempfile::TempDir,
     steps: u32,
 }
@@ -141,32 +143,31 @@ impl Job {
         for dir in [&home, &agent_temp, &work] {
             std::fs::create_dir_all(dir).expect("job dirs");
         }
-        let mut env = BTreeMap::new();
         let path = |p: &Path| p.to_string_lossy().into_owned();
+        let mut env = AgentEnv::new();
         for (k, v) in [
-            ("TF_BUILD", "True".to_owned()),
-            ("AGENT_TEMPDIRECTORY", path(&agent_temp)),
-            ("AGENT_OS", "Linux".to_owned()),
-            ("SYSTEM_DEFAULTWORKINGDIRECTORY", path(&work)),
-            ("BUILD_SOURCESDIRECTORY", path(&work)),
+            ("Agent.TempDirectory", path(&agent_temp)),
+            ("Agent.OS", "Linux".to_owned()),
+            ("System.DefaultWorkingDirectory", path(&work)),
+            ("Build.SourcesDirectory", path(&work)),
             (
-                "SYSTEM_TEAMPROJECTID",
+                "System.TeamProjectId",
                 "6b1f3a0e-0000-4000-8000-000000000001".to_owned(),
             ),
-            ("SYSTEM_PLANID", format!("plan-{}", std::process::id())),
-            ("SYSTEM_JOBID", "job-0001".to_owned()),
-            ("SYSTEM_HOSTTYPE", "build".to_owned()),
+            ("System.PlanId", format!("plan-{}", std::process::id())),
+            ("System.JobId", "job-0001".to_owned()),
+            ("System.HostType", "build".to_owned()),
             (
-                "SYSTEM_COLLECTIONURI",
+                "System.CollectionUri",
                 "https://dev.azure.com/example/".to_owned(),
             ),
-            ("HOME", path(&home)),
-            ("PATH", std::env::var("PATH").unwrap_or_default()),
             // Keep retry-heavy failures quick.
-            ("AZDODATATASKS_RETRYBUDGETSECONDS", "3".to_owned()),
+            (task_sdk::RETRY_BUDGET_VARIABLE, "3".to_owned()),
         ] {
-            env.insert(k.to_owned(), v);
+            env.variable(k, &v);
         }
+        env.set("HOME", &path(&home))
+            .set("PATH", &std::env::var("PATH").unwrap_or_default());
         Job {
             env,
             temp,
@@ -185,13 +186,10 @@ impl Job {
 
     /// Sets a pipeline variable (`secret` → `SECRET_<NAME>`).
     pub fn set_variable(&mut self, name: &str, value: &str, secret: bool) {
-        let key = env_name(name);
         if secret {
-            self.env.remove(&key);
-            self.env.insert(format!("SECRET_{key}"), value.to_owned());
+            self.env.secret(name, value);
         } else {
-            self.env.remove(&format!("SECRET_{key}"));
-            self.env.insert(key, value.to_owned());
+            self.env.variable(name, value);
         }
     }
 
@@ -200,12 +198,13 @@ impl Job {
     /// (launcher-testkit).
     pub fn command(&mut self, binary: &Path, inputs: &[(&str, &str)]) -> Process {
         self.steps += 1;
-        let mut process = launcher_testkit::command(binary);
-        process.env_clear().envs(&self.env);
-        process.env("SYSTEM_TASKINSTANCEID", format!("task-{:04}", self.steps));
+        let mut env = self.env.clone();
+        env.variable("System.TaskInstanceId", &format!("task-{:04}", self.steps));
         for (name, value) in inputs {
-            process.env(format!("INPUT_{}", env_name(name)), value.trim());
+            env.input(name, value);
         }
+        let mut process = launcher_testkit::command(binary);
+        process.env_clear().envs(env.build());
         process.current_dir(self.temp.path().join("s"));
         process
     }
