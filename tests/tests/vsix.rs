@@ -27,6 +27,8 @@ const TASKS: &[(&str, &str)] = &[
     ("waitexecution", "wait-execution"),
     ("deployarm", "deploy-arm"),
     ("runadfpipeline", "run-adf-pipeline"),
+    ("databricks", "databricks"),
+    ("startcluster", "start-cluster"),
 ];
 
 /// The fixture pipeline's display names, one step per task.
@@ -37,6 +39,8 @@ const STEPS: &[&str] = &[
     "Wait for the notebook",
     "Deploy ARM template",
     "Run ADF pipeline",
+    "Start cluster",
+    "Databricks command",
 ];
 
 /// This machine's bin/ folder name, in Node's process.platform-process.arch terms.

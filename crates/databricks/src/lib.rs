@@ -16,7 +16,10 @@
 //!   `check_credentials`;
 //! - jobs: `submit_run`, `get_run`, `wait_run`, `get_run_output`, `cancel_run`, `create_job`,
 //!   `run_now` (a submit carrying an idempotency token is safe to replay);
-//! - clusters: `get_cluster`, `start_cluster`, `wait_cluster_running`;
+//! - jobs by definition: `list_jobs` (optionally by name), `get_job`, `create_job_with`,
+//!   `reset_job`, `delete_job`;
+//! - clusters: `get_cluster`, `list_clusters`, `start_cluster`, `restart_cluster`,
+//!   `cluster_events`, `wait_cluster` / `wait_cluster_running`;
 //! - local files: [`import_format_for_file`], [`has_notebook_header`], [`notebook_language`].
 //!
 //! It is not a task: it reads no inputs and prints nothing (tasks register secrets and report).
@@ -45,14 +48,22 @@ mod workspace;
 
 pub use auth::{Auth, TokenSource, AZURE_DATABRICKS_RESOURCE_ID};
 pub use client::Workspace;
-pub use clusters::{Cluster, ClusterState};
+pub use clusters::{Cluster, ClusterEvent, ClusterProgress, ClusterState, TerminationReason};
 pub use error::Error;
 pub use files::{has_notebook_header, import_format_for_file, notebook_language, FileImport};
 pub use host::normalize_host;
 pub use jobs::{
-    Compute, CreateJob, JobId, LifeCycleState, NotebookOutput, ResultState, Run, RunId, RunOutput,
-    RunState, SubmitRun, TaskRun, SUBMIT_TASK_KEY,
+    Compute, CreateJob, Job, JobId, LifeCycleState, NotebookOutput, ResultState, Run, RunId,
+    RunNow, RunOutput, RunState, SubmitRun, TaskRun, SUBMIT_TASK_KEY,
 };
 pub use workspace::{
     CurrentUser, ExportFormat, ImportFormat, Language, ObjectInfo, ObjectType, MAX_IMPORT_BYTES,
 };
+
+/// Milliseconds since the Unix epoch (the API's timestamps).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

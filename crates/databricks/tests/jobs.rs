@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{options, start};
 use databricks::{
     ClusterState, Compute, CreateJob, Error, ImportFormat, Language, LifeCycleState, ResultState,
-    RunId, SubmitRun, Workspace, SUBMIT_TASK_KEY,
+    RunId, RunNow, SubmitRun, Workspace, SUBMIT_TASK_KEY,
 };
 use databricks_emulator::{Options, DEFAULT_CLUSTER_ID};
 
@@ -214,17 +214,14 @@ async fn jobs_run_now_with_notebook_params() {
         })
         .await
         .unwrap();
-    let params = BTreeMap::from([("name".to_string(), "override".to_string())]);
-    let run_id = ws
-        .run_now(job_id, &params, Some("job-token-1"))
-        .await
-        .unwrap();
-    assert_eq!(
-        ws.run_now(job_id, &params, Some("job-token-1"))
-            .await
-            .unwrap(),
-        run_id
-    );
+    let request = RunNow {
+        job_id,
+        notebook_params: BTreeMap::from([("name".to_string(), "override".to_string())]),
+        idempotency_token: Some("job-token-1".into()),
+        ..RunNow::default()
+    };
+    let run_id = ws.run_now(&request).await.unwrap();
+    assert_eq!(ws.run_now(&request).await.unwrap(), run_id);
     let run = ws
         .wait_run(run_id, Some(Duration::from_secs(60)), |_| {})
         .await

@@ -1,0 +1,4 @@
+//! One module per command of the databricks task (see the crate doc for adding one).
+
+pub mod clusters;
+pub mod run_job;
