@@ -2,9 +2,9 @@
 //!
 //! It serves the parts of the REST API our tasks use — Workspace 2.0 (import,
 //! export, list, get-status, mkdirs, delete), Jobs 2.1/2.2 (runs/submit, runs/get,
-//! runs/get-output, runs/cancel, runs/list, jobs/create, jobs/run-now, jobs/get),
-//! Clusters (get, start, list) and SCIM `Me` — with the real status codes and
-//! `{"error_code", "message"}` bodies. Python notebooks run for real in a
+//! runs/get-output, runs/cancel, runs/list, jobs/create, jobs/get, jobs/list, jobs/reset,
+//! jobs/delete, jobs/run-now), Clusters (get, list, start, restart, events) and SCIM
+//! `Me` — with the real status codes and `{"error_code", "message"}` bodies. Python notebooks run for real in a
 //! `python3` subprocess with a small `dbutils`; other languages succeed after a
 //! delay. Fault injection (latency, per-endpoint rate limits, 503s, dropped
 //! connections, failing or timing-out runs) is seeded and deterministic.
@@ -90,8 +90,13 @@ pub struct Options {
     pub clusters: Vec<String>,
     /// Clusters that exist and are TERMINATED (a run on one starts it).
     pub terminated_clusters: Vec<String>,
-    /// How long a starting cluster stays PENDING.
+    /// How long a starting cluster stays PENDING (and a restarting one RESTARTING).
     pub cluster_start_delay: Duration,
+    /// Cluster names by id (default: `emulator-<id>`); two ids may share a name.
+    pub cluster_names: HashMap<String, String>,
+    /// Clusters whose start fails: PENDING, then TERMINATED with a cloud-provider
+    /// `termination_reason` (a quota refusal).
+    pub failing_clusters: Vec<String>,
     /// Force every run to fail, time out or hit an internal error.
     pub run_fault: Option<RunFault>,
     /// The user the token belongs to (SCIM Me, creator_user_name, /Users/<name>).
@@ -117,6 +122,8 @@ impl Default for Options {
             clusters: vec![DEFAULT_CLUSTER_ID.to_string()],
             terminated_clusters: Vec::new(),
             cluster_start_delay: Duration::from_millis(500),
+            cluster_names: HashMap::new(),
+            failing_clusters: Vec::new(),
             run_fault: None,
             user_name: "emulator@example.com".to_string(),
         }
@@ -249,13 +256,15 @@ async fn launch(opts: Options, shutdown: watch::Receiver<bool>) -> io::Result<Ar
         ),
         workspace: Mutex::new(workspace::Workspace::new(&opts.user_name, now)),
         jobs: Mutex::new(jobs::Jobs::new()),
-        clusters: Mutex::new(clusters::Clusters::new(
-            &opts.clusters,
-            &opts.terminated_clusters,
-            opts.cluster_start_delay,
-            &opts.user_name,
-            now,
-        )),
+        clusters: Mutex::new(clusters::Clusters::new(clusters::Setup {
+            running: &opts.clusters,
+            terminated: &opts.terminated_clusters,
+            names: &opts.cluster_names,
+            failing: &opts.failing_clusters,
+            start_delay: opts.cluster_start_delay,
+            creator: &opts.user_name,
+            now_ms: now,
+        })),
         counts: Mutex::new(BTreeMap::new()),
         executor,
         shutdown: shutdown.clone(),

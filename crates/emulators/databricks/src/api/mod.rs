@@ -47,6 +47,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             .route(&p("get"), get(jobs::get_job))
             .route(&p("list"), get(jobs::list_jobs))
             .route(&p("delete"), post(jobs::delete_job))
+            .route(&p("reset"), post(jobs::reset_job))
             .route(&p("run-now"), post(jobs::run_now));
     }
     for version in ["2.0", "2.1"] {
@@ -54,6 +55,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         api = api
             .route(&p("get"), get(clusters::get))
             .route(&p("start"), post(clusters::start))
+            .route(&p("restart"), post(clusters::restart))
+            .route(&p("events"), post(clusters::events))
             .route(&p("list"), get(clusters::list));
     }
     api.route("/emulator/state", get(state))
