@@ -18,7 +18,13 @@ use databricks_task_common::{explain, Connection};
 use task_sdk::{Agent, HttpClient, TaskContext, TaskError};
 
 /// The commands, as the `command` input names them (matched ignoring case).
-pub const COMMANDS: &[&str] = &["runJob", "startCluster", "waitCluster", "restartCluster"];
+pub const COMMANDS: &[&str] = &[
+    "runJob",
+    "deployJobs",
+    "startCluster",
+    "waitCluster",
+    "restartCluster",
+];
 
 /// What a command works with: the agent (inputs, variables), the one HTTP client, the
 /// resolved connection and a client for its workspace.
@@ -73,6 +79,7 @@ pub async fn run(ctx: TaskContext) -> Result<(), TaskError> {
     let cx = Cx::connect(&ctx)?;
     match name {
         "runJob" => commands::run_job::run(&cx).await,
+        "deployJobs" => commands::deploy_jobs::run(&cx).await,
         "startCluster" => commands::clusters::start(&cx).await,
         "waitCluster" => commands::clusters::wait(&cx).await,
         "restartCluster" => commands::clusters::restart(&cx).await,
