@@ -29,7 +29,8 @@ def emulator_url():
     if not Path(binary).exists():
         pytest.fail(f"emulator binary not found at {binary}; run `cargo build -p databricks-emulator` first")
     proc = subprocess.Popen(
-        [binary, "--port", "0", "--token", TOKEN, "--run-delay-ms", "100"],
+        [binary, "--port", "0", "--token", TOKEN, "--run-delay-ms", "100", "--volume", "main.default.landing",
+         "--failing-library", "no-such-package", "--library-delay-ms", "100"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -242,3 +243,112 @@ def test_sdk_retries_rate_limited_imports():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_secret_scopes_secrets_and_acls(w):
+    from databricks.sdk.service.workspace import AclPermission
+
+    w.secrets.create_scope(scope="sdk-scope")
+    with pytest.raises(ResourceAlreadyExists):
+        w.secrets.create_scope(scope="SDK-scope")
+    with pytest.raises(InvalidParameterValue):
+        w.secrets.create_scope(scope="no spaces allowed")
+    assert "sdk-scope" in [s.name for s in w.secrets.list_scopes()]
+    w.secrets.put_secret(scope="sdk-scope", key="db-password", string_value="s3cr3t")
+    assert [s.key for s in w.secrets.list_secrets(scope="sdk-scope")] == ["db-password"]
+    with pytest.raises(NotFound):
+        w.secrets.put_secret(scope="missing-scope", key="k", string_value="v")
+    w.secrets.put_acl(scope="sdk-scope", principal="data-engineers", permission=AclPermission.READ)
+    assert w.secrets.get_acl(scope="sdk-scope", principal="data-engineers").permission == AclPermission.READ
+    assert "data-engineers" in [a.principal for a in w.secrets.list_acls(scope="sdk-scope")]
+    w.secrets.delete_acl(scope="sdk-scope", principal="data-engineers")
+    w.secrets.delete_secret(scope="sdk-scope", key="db-password")
+    with pytest.raises(NotFound):
+        w.secrets.delete_secret(scope="sdk-scope", key="db-password")
+    w.secrets.delete_scope(scope="sdk-scope")
+    with pytest.raises(NotFound):
+        w.secrets.delete_scope(scope="sdk-scope")
+
+
+def test_files_api_on_volumes(w):
+    from databricks.sdk.errors import AlreadyExists
+
+    path = "/Volumes/main/default/landing/in/data.csv"
+    w.files.upload(path, io.BytesIO(b"a,b\n1,2\n"), overwrite=False)
+    with pytest.raises(AlreadyExists):
+        w.files.upload(path, io.BytesIO(b"x"), overwrite=False)
+    w.files.upload(path, io.BytesIO(b"a,b\n3,4\n"), overwrite=True)
+    assert w.files.download(path).contents.read() == b"a,b\n3,4\n"
+    meta = w.files.get_metadata(path)
+    assert meta.content_length == 8 and meta.last_modified
+    w.files.get_directory_metadata("/Volumes/main/default/landing/in")
+    names = [e.name for e in w.files.list_directory_contents("/Volumes/main/default/landing")]
+    assert names == ["in"]
+    with pytest.raises(NotFound):
+        w.files.upload("/Volumes/main/default/nope/a.txt", io.BytesIO(b"x"))
+    w.files.create_directory("/Volumes/main/default/landing/empty")
+    w.files.delete(path)
+    with pytest.raises(NotFound):
+        w.files.get_metadata(path)
+
+
+def test_dbfs_put_limit_and_streaming(w):
+    from databricks.sdk.errors import BadRequest
+
+    small = b"x" * 1000
+    w.dbfs.put("/FileStore/sdk/small.bin", contents=base64.b64encode(small).decode(), overwrite=True)
+    with pytest.raises(BadRequest) as err:
+        w.dbfs.put("/FileStore/sdk/big.bin", contents=base64.b64encode(b"y" * (1024 * 1024 + 1)).decode())
+    assert err.value.error_code == "MAX_BLOCK_SIZE_EXCEEDED"
+    handle = w.dbfs.create("/FileStore/sdk/big.bin", overwrite=True).handle
+    for _ in range(3):
+        w.dbfs.add_block(handle, base64.b64encode(b"y" * (1024 * 1024)).decode())
+    w.dbfs.close(handle)
+    status = w.dbfs.get_status("/FileStore/sdk/big.bin")
+    assert status.file_size == 3 * 1024 * 1024 and not status.is_dir
+    with pytest.raises(ResourceAlreadyExists):
+        w.dbfs.create("/FileStore/sdk/big.bin", overwrite=False)
+    with pytest.raises(NotFound):
+        w.dbfs.get_status("/FileStore/sdk/none.bin")
+    assert sorted(f.path for f in w.dbfs.list("/FileStore/sdk")) == ["/FileStore/sdk/big.bin", "/FileStore/sdk/small.bin"]
+    assert base64.b64decode(w.dbfs.read("/FileStore/sdk/small.bin", length=10).data) == b"x" * 10
+
+
+def test_libraries_install_fail_and_uninstall(w):
+    from databricks.sdk.service.compute import Library, LibraryInstallStatus, PythonPyPiLibrary
+
+    good = Library(pypi=PythonPyPiLibrary(package="requests==2.32.3"))
+    bad = Library(pypi=PythonPyPiLibrary(package="no-such-package"))
+    missing = Library(whl="/Volumes/main/default/landing/missing.whl")
+    w.libraries.install(CLUSTER, [good, bad, missing])
+    deadline = time.time() + 10
+    while True:
+        statuses = {str(s.library.as_dict()): s for s in w.libraries.cluster_status(CLUSTER)}
+        if all(s.status in (LibraryInstallStatus.INSTALLED, LibraryInstallStatus.FAILED) for s in statuses.values()):
+            break
+        assert time.time() < deadline, statuses
+        time.sleep(0.05)
+    assert statuses[str(good.as_dict())].status == LibraryInstallStatus.INSTALLED
+    assert statuses[str(bad.as_dict())].status == LibraryInstallStatus.FAILED
+    assert "no-such-package" in statuses[str(bad.as_dict())].messages[0]
+    assert "missing.whl" in statuses[str(missing.as_dict())].messages[0]
+    w.libraries.uninstall(CLUSTER, [good])
+    after = {str(s.library.as_dict()): s.status for s in w.libraries.cluster_status(CLUSTER)}
+    assert after[str(good.as_dict())] == LibraryInstallStatus.UNINSTALL_ON_RESTART
+    with pytest.raises(InvalidParameterValue):
+        w.libraries.install("no-such-cluster", [good])
+
+
+def test_repos_create_update_and_unknown_branch(w):
+    repo = w.repos.create(url="https://github.com/acme/etl.git", provider="gitHub", path="/Repos/ci/etl")
+    assert repo.branch == "main" and len(repo.head_commit_id) == 40
+    assert w.repos.get(repo.id).path == "/Repos/ci/etl"
+    assert [r.id for r in w.repos.list(path_prefix="/Repos/ci")] == [repo.id]
+    with pytest.raises(InvalidParameterValue):
+        w.repos.update(repo.id, branch="does-not-exist")
+    w.repos.update(repo.id, branch="main")
+    with pytest.raises(ResourceAlreadyExists):
+        w.repos.create(url="https://github.com/acme/etl.git", provider="gitHub", path="/Repos/ci/etl")
+    w.repos.delete(repo.id)
+    with pytest.raises(NotFound):
+        w.repos.get(repo.id)

@@ -33,9 +33,14 @@ mod clusters;
 mod error;
 mod executor;
 mod faults;
+mod files;
 mod jobs;
+mod libraries;
 mod notebook;
+mod repos;
+mod secrets;
 mod server;
+mod stores;
 mod workspace;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,6 +56,7 @@ use tokio::sync::watch;
 pub use error::ApiError;
 pub use faults::DropMode;
 pub use jobs::RunFault;
+pub use repos::GitRemote;
 
 /// The cluster every emulator has unless `Options::clusters` says otherwise.
 pub const DEFAULT_CLUSTER_ID: &str = "0000-000000-emulator";
@@ -101,6 +107,15 @@ pub struct Options {
     pub run_fault: Option<RunFault>,
     /// The user the token belongs to (SCIM Me, creator_user_name, /Users/<name>).
     pub user_name: String,
+    /// Unity Catalog volumes that exist, as `catalog.schema.volume`.
+    pub volumes: Vec<String>,
+    /// Libraries whose installation fails: PyPI package names (with or without a version),
+    /// Maven coordinates or library file paths.
+    pub failing_libraries: Vec<String>,
+    /// How long a library takes from the cluster running to INSTALLED or FAILED.
+    pub library_install_delay: Duration,
+    /// Git remotes Git folders can be created from (others have one branch, `main`).
+    pub git_remotes: Vec<GitRemote>,
 }
 
 impl Default for Options {
@@ -126,6 +141,10 @@ impl Default for Options {
             failing_clusters: Vec::new(),
             run_fault: None,
             user_name: "emulator@example.com".to_string(),
+            volumes: Vec::new(),
+            failing_libraries: Vec::new(),
+            library_install_delay: Duration::from_millis(300),
+            git_remotes: Vec::new(),
         }
     }
 }
@@ -175,6 +194,8 @@ pub(crate) struct Shared {
     pub workspace: Mutex<workspace::Workspace>,
     pub jobs: Mutex<jobs::Jobs>,
     pub clusters: Mutex<clusters::Clusters>,
+    /// Secrets, volumes, DBFS, libraries and repos.
+    pub stores: stores::Stores,
     pub counts: Mutex<BTreeMap<String, u64>>,
     pub faults: faults::Faults,
     pub executor: Option<executor::Executor>,
@@ -217,6 +238,7 @@ impl Shared {
             "jobs": jobs["jobs"],
             "clusters": clusters,
             "request_counts": counts,
+            "stores": self.stores.dump(),
         })
     }
 }
@@ -266,6 +288,7 @@ async fn launch(opts: Options, shutdown: watch::Receiver<bool>) -> io::Result<Ar
             now_ms: now,
         })),
         counts: Mutex::new(BTreeMap::new()),
+        stores: stores::Stores::new(&opts.volumes, &opts.git_remotes)?,
         executor,
         shutdown: shutdown.clone(),
         base_url,
@@ -354,6 +377,32 @@ impl Emulator {
     /// Number of runs started (parent runs; idempotent resubmissions do not count).
     pub fn run_count(&self) -> usize {
         self.shared.with_jobs(|jobs| jobs.run_count())
+    }
+
+    /// The value of a secret, for tests (the API never returns values).
+    pub fn secret_value(&self, scope: &str, key: &str) -> Option<Vec<u8>> {
+        stores::lock(&self.shared.stores.secrets)
+            .ok()?
+            .value(scope, key)
+    }
+
+    /// The content of a file in a volume (`/Volumes/…`), for tests.
+    pub fn volume_file(&self, path: &str) -> Option<Vec<u8>> {
+        let volumes = stores::lock(&self.shared.stores.volumes).ok()?;
+        volumes.get(path).ok().map(|f| f.data.clone())
+    }
+
+    /// The content of a DBFS file (`dbfs:/…` or `/…`), for tests.
+    pub fn dbfs_file(&self, path: &str) -> Option<Vec<u8>> {
+        let dbfs = stores::lock(&self.shared.stores.dbfs).ok()?;
+        dbfs.file(path).map(|f| f.data.clone())
+    }
+
+    /// Declares the Git remote `remote` or moves its refs (what a push does).
+    pub fn set_git_remote(&self, remote: GitRemote) {
+        if let Ok(mut repos) = stores::lock(&self.shared.stores.repos) {
+            repos.declare(remote);
+        }
     }
 
     /// Whether Python notebooks are executed for real.

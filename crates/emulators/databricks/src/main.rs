@@ -13,10 +13,14 @@ const USAGE: &str = "usage: databricks-emulator [--port N] [--token T]... [--lat
        [--drop-mode before|after] [--seed S] [--python PATH | --no-python]
        [--cluster ID]... [--terminated-cluster ID]... [--run-delay-ms MS]
        [--run-fault fail|timeout|internal-error] [--user NAME]
+       [--volume CATALOG.SCHEMA.VOLUME]... [--failing-library NAME]...
+       [--library-delay-ms MS]
 
 Serves a local Databricks workspace on 127.0.0.1 and prints its base URL as the
 first line of stdout. ENDPOINT is a key such as import, export, runs/submit, runs/get.
-GET /emulator/state dumps the workspace, runs and request counts.";
+GET /emulator/state dumps the workspace, runs and request counts.
+POST /emulator/volumes {\"name\": \"c.s.v\"} creates a volume; POST /emulator/git-remotes
+{\"url\", \"branches\": {name: commit}, \"tags\": {...}} declares a Git remote.";
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut opts = Options::default();
@@ -87,6 +91,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             }
             "--run-fault" => opts.run_fault = Some(value()?.parse()?),
             "--user" => opts.user_name = value()?,
+            "--volume" => opts.volumes.push(value()?),
+            "--failing-library" => opts.failing_libraries.push(value()?),
+            "--library-delay-ms" => {
+                opts.library_install_delay = Duration::from_millis(number(value()?)? as u64)
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument '{other}'")),
         }
