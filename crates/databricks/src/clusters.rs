@@ -275,6 +275,8 @@ impl Workspace {
                     self.start_cluster(id).await?;
                     observe(ClusterProgress::StartRequested);
                     start_requested = true;
+                    // Look again at once: the state the start led to (PENDING) is news.
+                    continue;
                 }
                 ClusterState::Error | ClusterState::Terminated => {
                     return Err(Error::ClusterNotRunning {
