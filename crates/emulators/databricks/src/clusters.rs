@@ -71,6 +71,9 @@ struct Cluster {
     /// When a PENDING or RESTARTING cluster reaches its next state.
     ready_at: Option<Instant>,
     start_time: u64,
+    /// When the cluster last became RUNNING (after a start or a restart): libraries marked
+    /// UNINSTALL_ON_RESTART are gone after it.
+    last_restarted_time: u64,
     state_message: String,
     termination_reason: Option<Value>,
     /// Starts of this cluster fail (`Options::failing_clusters`).
@@ -148,6 +151,7 @@ impl Clusters {
                         state,
                         ready_at: None,
                         start_time: setup.now_ms,
+                        last_restarted_time: setup.now_ms,
                         state_message: if terminated {
                             format!(
                                 "Inactive cluster terminated (inactive for {INACTIVITY_MINUTES} minutes)."
@@ -195,6 +199,7 @@ impl Clusters {
                 cluster.termination_reason = Some(reason);
             } else {
                 cluster.state = ClusterState::Running;
+                cluster.last_restarted_time = crate::now_ms();
                 cluster.state_message = String::new();
                 cluster.event(
                     id,
@@ -237,6 +242,7 @@ impl Clusters {
             "state": cluster.state.as_str(),
             "state_message": state_message,
             "start_time": cluster.start_time,
+            "last_restarted_time": cluster.last_restarted_time,
         });
         if cluster.state == ClusterState::Terminated {
             if let Some(reason) = &cluster.termination_reason {

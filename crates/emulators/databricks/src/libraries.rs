@@ -5,7 +5,7 @@
 //! named in [`crate::Options::failing_libraries`] (a PyPI package, Maven coordinates or a
 //! path), or when its file (wheel, JAR, requirements.txt) is not in the workspace, a volume or
 //! DBFS. Uninstalling marks it UNINSTALL_ON_RESTART; it is gone once the cluster has started
-//! again (its `start_time` moved past the uninstall).
+//! again (its `last_restarted_time` moved past the uninstall).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -30,6 +30,7 @@ struct Entry {
 /// What the library state needs to know about a cluster, read from `clusters/get`.
 pub struct ClusterView {
     pub running: bool,
+    /// When it last became RUNNING.
     pub start_time_ms: u64,
 }
 

@@ -402,7 +402,10 @@ fn cluster_view(shared: &Shared, cluster_id: &str) -> ApiResult<ClusterView> {
         .get(cluster_id)?;
     Ok(ClusterView {
         running: info["state"] == "RUNNING",
-        start_time_ms: info["start_time"].as_u64().unwrap_or(0),
+        start_time_ms: info["last_restarted_time"]
+            .as_u64()
+            .or_else(|| info["start_time"].as_u64())
+            .unwrap_or(0),
     })
 }
 
