@@ -97,6 +97,43 @@ impl Workspace {
         }
     }
 
+    /// The content of a DBFS file, read 1 MB at a time; `None` when there is none.
+    pub async fn read_dbfs_file(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        #[derive(Deserialize)]
+        struct Read {
+            #[serde(default)]
+            bytes_read: usize,
+            #[serde(default)]
+            data: String,
+        }
+        let mut content = Vec::new();
+        loop {
+            let call = Call::get("/api/2.0/dbfs/read")
+                .query("path", dbfs_api_path(path))
+                .query("offset", content.len().to_string())
+                .query("length", DBFS_MAX_BLOCK_BYTES.to_string());
+            let read: Read = match self.send(call).await {
+                Ok(r) => r,
+                Err(e) if e.is_not_found() && content.is_empty() => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if read.bytes_read == 0 {
+                return Ok(Some(content));
+            }
+            let block = B64
+                .decode(read.data.as_bytes())
+                .map_err(|e| Error::Decode {
+                    host: self.host().to_owned(),
+                    call: "GET /api/2.0/dbfs/read".into(),
+                    detail: e.to_string(),
+                })?;
+            content.extend_from_slice(&block);
+            if read.bytes_read < DBFS_MAX_BLOCK_BYTES {
+                return Ok(Some(content));
+            }
+        }
+    }
+
     /// Creates a DBFS directory and its parents (succeeds when it exists).
     pub async fn dbfs_mkdirs(&self, path: &str) -> Result<(), Error> {
         let body = json!({ "path": dbfs_api_path(path) });

@@ -73,6 +73,19 @@ impl Workspace {
             .map_err(|e| files_error(path, e))
     }
 
+    /// The content of a file in a volume; `None` when there is none.
+    pub async fn download_volume_file(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        let call = Call::new(
+            Method::GET,
+            format!("/api/2.0/fs/files{}", encode_path(path)),
+        );
+        match self.exchange(&call).await {
+            Ok(answer) => Ok(Some(answer.into_bytes())),
+            Err(Error::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Size and last-modified of a file in a volume; `None` when there is none.
     pub async fn volume_file_metadata(&self, path: &str) -> Result<Option<RemoteFile>, Error> {
         let call = Call::new(

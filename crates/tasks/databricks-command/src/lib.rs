@@ -24,6 +24,10 @@ pub const COMMANDS: &[&str] = &[
     "startCluster",
     "waitCluster",
     "restartCluster",
+    "putSecrets",
+    "uploadFiles",
+    "installLibraries",
+    "updateGitFolder",
 ];
 
 /// What a command works with: the agent (inputs, variables), the one HTTP client, the
@@ -83,6 +87,10 @@ pub async fn run(ctx: TaskContext) -> Result<(), TaskError> {
         "startCluster" => commands::clusters::start(&cx).await,
         "waitCluster" => commands::clusters::wait(&cx).await,
         "restartCluster" => commands::clusters::restart(&cx).await,
+        "putSecrets" => commands::secrets::run(&cx).await,
+        "uploadFiles" => commands::upload::run(&cx).await,
+        "installLibraries" => commands::libraries::run(&cx).await,
+        "updateGitFolder" => commands::git_folder::run(&cx).await,
         other => Err(unknown_command(other)),
     }
 }

@@ -2,4 +2,8 @@
 
 pub mod clusters;
 pub mod deploy_jobs;
+pub mod git_folder;
+pub mod libraries;
 pub mod run_job;
+pub mod secrets;
+pub mod upload;
