@@ -14,13 +14,17 @@ from pathlib import Path
 
 import pytest
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import InvalidParameterValue, NotFound, PermissionDenied, ResourceAlreadyExists
+from databricks.sdk.errors import (InvalidParameterValue, InvalidState, NotFound, OperationFailed, PermissionDenied,
+                                   ResourceAlreadyExists)
+from databricks.sdk.service import compute
 from databricks.sdk.service import jobs
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language, ObjectType
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "dapi-emulator-test"
 CLUSTER = "0000-000000-emulator"
+# A terminated cluster whose start fails for quota.
+QUOTA_CLUSTER = "0000-000000-quota"
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,9 @@ def emulator_url():
         pytest.fail(f"emulator binary not found at {binary}; run `cargo build -p databricks-emulator` first")
     proc = subprocess.Popen(
         [binary, "--port", "0", "--token", TOKEN, "--run-delay-ms", "100", "--volume", "main.default.landing",
-         "--failing-library", "no-such-package", "--library-delay-ms", "100"],
+         "--failing-library", "no-such-package", "--library-delay-ms", "100",
+         "--failing-cluster", QUOTA_CLUSTER, "--cluster-name", f"{QUOTA_CLUSTER}=quota-cluster",
+         "--cluster-start-ms", "200"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -352,3 +358,75 @@ def test_repos_create_update_and_unknown_branch(w):
     w.repos.delete(repo.id)
     with pytest.raises(NotFound):
         w.repos.get(repo.id)
+
+
+def greet_job(name, path, who="base"):
+    return dict(
+        name=name,
+        tasks=[jobs.Task(task_key="main", existing_cluster_id=CLUSTER,
+                         notebook_task=jobs.NotebookTask(notebook_path=path, base_parameters={"who": who}))],
+    )
+
+
+def test_jobs_list_by_name_reset_and_run_now_with_job_parameters(w):
+    from datetime import timedelta
+    w.workspace.mkdirs("/Shared/sdk-jobs")
+    path = "/Shared/sdk-jobs/greet"
+    w.workspace.import_(path, content=b64("# Databricks notebook source\ndbutils.notebook.exit('hello ' + getArgument('who'))\n"),
+                        format=ImportFormat.SOURCE, language=Language.PYTHON, overwrite=True)
+    created = w.jobs.create(**greet_job("sdk-Deploy-Me", path))
+    for i in range(3):
+        w.jobs.create(**greet_job(f"sdk-page-{i}", path))
+    # The name filter is exact and ignores case; pages follow next_page_token.
+    named = list(w.jobs.list(name="SDK-deploy-me"))
+    assert [j.job_id for j in named] == [created.job_id]
+    assert not named[0].settings.tasks, "list leaves tasks out unless expand_tasks"
+    paged = [j.settings.name for j in w.jobs.list(limit=1) if j.settings.name.startswith("sdk-page-")]
+    assert paged == ["sdk-page-0", "sdk-page-1", "sdk-page-2"]
+    with pytest.raises(InvalidParameterValue):
+        list(w.jobs.list(limit=101))
+    # Reset replaces every setting.
+    settings = greet_job("sdk-Deploy-Me", path, who="reset")
+    w.jobs.reset(created.job_id, new_settings=jobs.JobSettings(
+        parameters=[jobs.JobParameterDefinition(name="who", default="default")], **settings))
+    got = w.jobs.get(created.job_id)
+    assert got.settings.tasks[0].notebook_task.base_parameters == {"who": "reset"}
+    assert got.settings.parameters[0].default == "default"
+    with pytest.raises(InvalidParameterValue, match="does not exist"):
+        w.jobs.reset(424242, new_settings=jobs.JobSettings(**settings))
+    # Job parameters reach the notebook; the idempotency token returns the same run.
+    waiter = w.jobs.run_now(created.job_id, job_parameters={"who": "sdk"}, idempotency_token="sdk-run-1")
+    again = w.jobs.run_now(created.job_id, job_parameters={"who": "sdk"}, idempotency_token="sdk-run-1")
+    assert waiter.run_id == again.run_id
+    run = waiter.result(timeout=timedelta(seconds=60))
+    assert run.state.result_state == jobs.RunResultState.SUCCESS
+    assert [(p.name, p.default, p.value) for p in run.job_parameters] == [("who", "default", "sdk")]
+    out = w.jobs.get_run_output(run.tasks[0].run_id)
+    assert out.notebook_output.result == "hello sdk"
+
+
+def test_clusters_restart_events_and_a_start_that_fails(w):
+    from datetime import timedelta
+    names = {c.cluster_id: c.cluster_name for c in w.clusters.list()}
+    assert names[QUOTA_CLUSTER] == "quota-cluster"
+    terminated = w.clusters.get(QUOTA_CLUSTER)
+    assert terminated.state == compute.State.TERMINATED
+    assert terminated.termination_reason.code == compute.TerminationReasonCode.INACTIVITY
+    # A terminated cluster cannot be restarted (databricks-sdk-py#422).
+    with pytest.raises(InvalidState, match="unexpected state Terminated"):
+        w.clusters.restart(QUOTA_CLUSTER)
+    with pytest.raises(OperationFailed, match="TERMINATED"):
+        w.clusters.start(QUOTA_CLUSTER).result(timeout=timedelta(seconds=30))
+    failed = w.clusters.get(QUOTA_CLUSTER)
+    assert failed.termination_reason.code == compute.TerminationReasonCode.CLOUD_PROVIDER_LAUNCH_FAILURE
+    assert failed.termination_reason.type == compute.TerminationReasonType.CLOUD_FAILURE
+    kinds = [e.type for e in w.clusters.events(QUOTA_CLUSTER, order=compute.GetEventsOrder.ASC, limit=1)]
+    assert kinds == [compute.EventType.STARTING, compute.EventType.TERMINATING]
+    newest = next(iter(w.clusters.events(QUOTA_CLUSTER)))
+    assert newest.details.reason.code == compute.TerminationReasonCode.CLOUD_PROVIDER_LAUNCH_FAILURE
+
+    running = w.clusters.restart_and_wait(CLUSTER, timeout=timedelta(seconds=30))
+    assert running.state == compute.State.RUNNING
+    restarts = [e for e in w.clusters.events(CLUSTER, event_types=[compute.EventType.RESTARTING])]
+    assert len(restarts) == 1 and restarts[0].details.user
+

@@ -11,7 +11,8 @@ use databricks_emulator::{Emulator, Options};
 const USAGE: &str = "usage: databricks-emulator [--port N] [--token T]... [--latency-ms L]
        [--rate-limit ENDPOINT=PER_SECOND]... [--fail-503 FRACTION] [--drop FRACTION]
        [--drop-mode before|after] [--seed S] [--python PATH | --no-python]
-       [--cluster ID]... [--terminated-cluster ID]... [--run-delay-ms MS]
+       [--cluster ID]... [--terminated-cluster ID]... [--failing-cluster ID]...
+       [--cluster-name ID=NAME]... [--cluster-start-ms MS] [--run-delay-ms MS]
        [--run-fault fail|timeout|internal-error] [--user NAME]
        [--volume CATALOG.SCHEMA.VOLUME]... [--failing-library NAME]...
        [--library-delay-ms MS]
@@ -86,6 +87,22 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 opts.clusters.push(value()?);
             }
             "--terminated-cluster" => opts.terminated_clusters.push(value()?),
+            // A terminated cluster whose start fails (termination reason: quota).
+            "--failing-cluster" => {
+                let id = value()?;
+                opts.terminated_clusters.push(id.clone());
+                opts.failing_clusters.push(id);
+            }
+            "--cluster-name" => {
+                let v = value()?;
+                let (id, name) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--cluster-name: '{v}' is not ID=NAME"))?;
+                opts.cluster_names.insert(id.to_string(), name.to_string());
+            }
+            "--cluster-start-ms" => {
+                opts.cluster_start_delay = Duration::from_millis(number(value()?)? as u64)
+            }
             "--run-delay-ms" => {
                 opts.non_python_run_delay = Duration::from_millis(number(value()?)? as u64)
             }

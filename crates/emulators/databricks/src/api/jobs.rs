@@ -264,6 +264,7 @@ pub async fn run_now(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> 
         // Job parameters: the job's defaults, overridden by the request, pushed down to
         // every task (notebooks read them as widgets).
         let mut effective = std::collections::BTreeMap::new();
+        let mut defaults = std::collections::BTreeMap::new();
         for p in settings
             .get("parameters")
             .and_then(Value::as_array)
@@ -275,11 +276,23 @@ pub async fn run_now(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> 
                 p.get("default").and_then(Value::as_str),
             ) {
                 effective.insert(name.to_string(), default.to_string());
+                defaults.insert(name.to_string(), default.to_string());
             }
         }
         if let Some(given) = &job_parameters {
             effective.extend(given.clone());
         }
+        // As runs/get shows them: each parameter with its default and this run's value.
+        let run_parameters: Vec<Value> = effective
+            .iter()
+            .map(|(name, value)| {
+                let mut p = json!({ "name": name, "value": value });
+                if let Some(default) = defaults.get(name) {
+                    p["default"] = json!(default);
+                }
+                p
+            })
+            .collect();
         for task in &mut tasks {
             if let TaskKind::Notebook { .. } = task.kind {
                 task.params.extend(effective.clone());
@@ -299,9 +312,6 @@ pub async fn run_now(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> 
             }
         }
         let mut overriding = serde_json::Map::new();
-        if let Some(p) = &job_parameters {
-            overriding.insert("job_parameters".into(), json!(p));
-        }
         if let Some(p) = &notebook_params {
             overriding.insert("notebook_params".into(), json!(p));
         }
@@ -321,6 +331,7 @@ pub async fn run_now(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> 
                 .unwrap_or(0),
             idempotency_token: token.clone(),
             single_task,
+            job_parameters: run_parameters,
         };
         let overriding = (!overriding.is_empty()).then_some(Value::Object(overriding));
         let (run_id, number) = jobs.create_run(submission, Some(job_id), overriding, now);

@@ -263,6 +263,7 @@ pub struct Run {
     pub timeout_seconds: u64,
     pub idempotency_token: Option<String>,
     overriding_parameters: Option<Value>,
+    job_parameters: Vec<Value>,
     cancel: Arc<Notify>,
 }
 
@@ -321,6 +322,8 @@ pub struct Submission {
     pub timeout_seconds: u64,
     pub idempotency_token: Option<String>,
     pub single_task: bool,
+    /// The job's parameters with the values of this run (`[{name, default, value}]`).
+    pub job_parameters: Vec<Value>,
 }
 
 fn string_map(value: Option<&Value>, field: &str) -> ApiResult<BTreeMap<String, String>> {
@@ -518,6 +521,7 @@ pub fn parse_submission(body: &Value) -> ApiResult<Submission> {
             .unwrap_or(0),
         idempotency_token,
         single_task,
+        job_parameters: Vec::new(),
     })
 }
 
@@ -614,6 +618,7 @@ impl Jobs {
                 timeout_seconds: submission.timeout_seconds,
                 idempotency_token: submission.idempotency_token,
                 overriding_parameters,
+                job_parameters: submission.job_parameters,
                 cancel: Arc::new(Notify::new()),
             },
         );
@@ -950,6 +955,9 @@ fn render_run(run: &Run, base_url: &str, creator: &str) -> Value {
     out.insert("attempt_number".into(), json!(0));
     if let Some(params) = &run.overriding_parameters {
         out.insert("overriding_parameters".into(), params.clone());
+    }
+    if !run.job_parameters.is_empty() {
+        out.insert("job_parameters".into(), json!(run.job_parameters));
     }
     let tasks: Vec<Value> = run
         .tasks
