@@ -99,7 +99,8 @@ fn parse_lines(text: &str) -> Result<Vec<Secret>, TaskError> {
         out.push(Secret {
             key,
             origin,
-            value: value.to_owned(),
+            // Spaces around '=' are layout, not part of the value.
+            value: value.trim_matches([' ', '\t']).to_owned(),
         });
     }
     Ok(out)
@@ -379,7 +380,7 @@ mod tests {
             (s[0].key.as_str(), s[0].value.as_str()),
             ("DB_PASSWORD", "p@ss=word")
         );
-        assert_eq!(s[1].key, "api-key");
+        assert_eq!((s[1].key.as_str(), s[1].value.as_str()), ("api-key", "v"));
         let e = parse_lines("hunter2-no-key")
             .unwrap_err()
             .message()
