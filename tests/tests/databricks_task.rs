@@ -153,7 +153,14 @@ fn every_command_runs_through_azp_local_against_the_emulators() {
         .lines()
         .find(|l| l.trim_start().starts_with("run ") && l.contains(" = "))
         .unwrap_or_else(|| panic!("the script's line: {out}"));
-    let (a, b) = line.trim().trim_start_matches("run ").split_once(" = ").unwrap();
+    let (a, b) = line
+        .trim()
+        .trim_start_matches("run ")
+        .split_once(" = ")
+        .unwrap();
     assert!(a.parse::<u64>().is_ok() && a == b, "{line}");
-    assert_eq!(r.code, 0, "continueOnError steps do not fail the run: {out}");
+    assert_eq!(
+        r.code, 0,
+        "continueOnError steps do not fail the run: {out}"
+    );
 }
