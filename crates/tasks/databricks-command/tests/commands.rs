@@ -209,6 +209,7 @@ fn run_job_names_matching_zero_or_two_jobs_are_errors_that_list_them() {
             notebook_job("twin", "/Shared/t/greet"),
             notebook_job("twin", "/Shared/t/greet"),
             notebook_job("single", "/Shared/t/greet"),
+            notebook_job("SINGLE", "/Shared/t/greet"),
         ],
     );
     let mut job = job(&emu);
@@ -248,6 +249,13 @@ fn run_job_names_matching_zero_or_two_jobs_are_errors_that_list_them() {
         run.log()
     );
     assert_eq!(emu.run_count(), 0);
+    // The API's name filter ignores case; the exact spelling wins.
+    let run = databricks(
+        &mut job,
+        &[("command", "runJob"), ("job", "single"), ("wait", "false")],
+    );
+    assert_eq!(run.result(), TaskResult::Succeeded, "{}", run.log());
+    assert_eq!(emu.state()["runs"][0]["job_id"], json!(ids[2]));
 }
 
 #[test]

@@ -93,11 +93,22 @@ pub async fn find_job(cx: &Cx<'_>, given: &str) -> Result<Job, TaskError> {
             }
         });
     }
-    let named = cx
+    let mut named = cx
         .ws
         .list_jobs(Some(given))
         .await
         .map_err(|e| cx.explain(e))?;
+    // The API's filter ignores case; a name spelled exactly as given wins over the others.
+    if named.len() > 1 {
+        let exact: Vec<Job> = named
+            .iter()
+            .filter(|j| j.name() == given)
+            .cloned()
+            .collect();
+        if exact.len() == 1 {
+            named = exact;
+        }
+    }
     match named.as_slice() {
         [one] => Ok(one.clone()),
         [] => {
