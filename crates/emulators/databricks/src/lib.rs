@@ -3,14 +3,16 @@
 //! It serves the parts of the REST API our tasks use — Workspace 2.0 (import,
 //! export, list, get-status, mkdirs, delete), Jobs 2.1/2.2 (runs/submit, runs/get,
 //! runs/get-output, runs/cancel, runs/list, jobs/create, jobs/get, jobs/list, jobs/reset,
-//! jobs/delete, jobs/run-now), Clusters (get, list, start, restart, events) and SCIM
+//! jobs/delete, jobs/run-now), Clusters (get, list, start, restart, events), Secrets (scopes,
+//! secrets, ACLs), the Files API on declared Unity Catalog volumes, DBFS (put, streams, status),
+//! Libraries (install, uninstall, cluster-status), Repos and SCIM
 //! `Me` — with the real status codes and `{"error_code", "message"}` bodies. Python notebooks run for real in a
 //! `python3` subprocess with a small `dbutils`; other languages succeed after a
 //! delay. Fault injection (latency, per-endpoint rate limits, 503s, dropped
 //! connections, failing or timing-out runs) is seeded and deterministic.
 //!
-//! It is not Databricks: no Spark, no clusters that compute, no permissions, no
-//! DBFS, no archives (DBC/HTML imports are stored and returned as they came),
+//! It is not Databricks: no Spark, no clusters that compute, no permissions (ACLs are
+//! stored, not enforced), no Git (remotes are declared refs), no archives (DBC/HTML imports are stored and returned as they came),
 //! no `%run`. `GET /emulator/state` (not part of the real API) dumps everything.
 //!
 //! # Authentication
