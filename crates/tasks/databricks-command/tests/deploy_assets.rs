@@ -148,6 +148,71 @@ fn put_secrets_refuses_bad_input_before_changing_anything() {
     assert_eq!(emu.request_count("secrets/scopes/create"), 0);
 }
 
+#[test]
+fn a_key_vault_backed_scope_is_created_with_the_connections_entra_token() {
+    const CONNECTION: &str = "6f1c2a4e-8b3d-4e5f-9a7b-0c1d2e3f4a5b";
+    let azure = std::sync::Arc::new(
+        azure_emulator::Emulator::start_blocking(azure_emulator::Options::default())
+            .expect("the Azure emulator starts"),
+    );
+    let issuer = azure.clone();
+    // Databricks accepts exactly the Azure emulator's tokens for the Databricks resource.
+    let emu = start(Options {
+        tokens: Vec::new(),
+        token_check: Some(databricks_emulator::TokenCheck::new(move |token| {
+            issuer
+                .token_audience(token)
+                .is_some_and(|a| a.trim_end_matches('/') == azure_emulator::DATABRICKS_RESOURCE)
+        })),
+        ..Options::default()
+    });
+    let mut job = Job::new();
+    job.env
+        .extend(azure.service_connection_env(CONNECTION, azure_emulator::Scheme::ServicePrincipal));
+    job.env.insert(
+        "AGENT_CAINFO".to_owned(),
+        azure.ca_pem_path().display().to_string(),
+    );
+    let vault = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/etl-kv";
+    let url = emu.url();
+    let run = job.run(
+        Path::new(BIN),
+        &[
+            ("command", "putSecrets"),
+            ("url", &url),
+            ("azureSubscription", CONNECTION),
+            ("scope", "kv-etl"),
+            ("scopeBackend", "azureKeyVault"),
+            ("keyVaultResourceId", vault),
+            ("acls", "users=READ"),
+        ],
+    );
+    succeeded(&run);
+    assert!(
+        run.stdout.contains(
+            "created scope 'kv-etl' (backed by the key vault https://etl-kv.vault.azure.net/)"
+        ),
+        "{}",
+        run.log()
+    );
+    let scope = &stores(&emu)["secret_scopes"][0];
+    assert_eq!(scope["backend_type"], "AZURE_KEYVAULT");
+    assert_eq!(scope["acls"]["users"], "READ");
+    // Secrets go into the vault, not through Databricks.
+    let run = job.run(
+        Path::new(BIN),
+        &[
+            ("command", "putSecrets"),
+            ("url", &url),
+            ("azureSubscription", CONNECTION),
+            ("scope", "kv-etl"),
+            ("secrets", "k=some-value-1"),
+        ],
+    );
+    assert!(failed(&run)
+        .contains("is backed by an Azure Key Vault, which is read-only through Databricks"));
+}
+
 // ---- uploadFiles -----------------------------------------------------------------------------
 
 fn tree(job: &Job, files: &[(&str, &[u8])]) -> PathBuf {
