@@ -134,6 +134,39 @@ impl Workspace {
         }
     }
 
+    /// The files directly in a DBFS directory: name → size (sub-directories left out);
+    /// `None` when the directory does not exist.
+    pub async fn list_dbfs_files(&self, path: &str) -> Result<Option<Vec<(String, u64)>>, Error> {
+        #[derive(Deserialize)]
+        struct Entry {
+            path: String,
+            #[serde(default)]
+            is_dir: bool,
+            #[serde(default)]
+            file_size: u64,
+        }
+        #[derive(Deserialize)]
+        struct Listing {
+            #[serde(default)]
+            files: Vec<Entry>,
+        }
+        let call = Call::get("/api/2.0/dbfs/list").query("path", dbfs_api_path(path));
+        match self.send::<Listing>(call).await {
+            Ok(l) => Ok(Some(
+                l.files
+                    .into_iter()
+                    .filter(|e| !e.is_dir)
+                    .map(|e| {
+                        let name = e.path.rsplit('/').next().unwrap_or_default().to_owned();
+                        (name, e.file_size)
+                    })
+                    .collect(),
+            )),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Creates a DBFS directory and its parents (succeeds when it exists).
     pub async fn dbfs_mkdirs(&self, path: &str) -> Result<(), Error> {
         let body = json!({ "path": dbfs_api_path(path) });

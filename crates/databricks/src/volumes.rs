@@ -86,6 +86,53 @@ impl Workspace {
         }
     }
 
+    /// The files directly in a volume directory: name → size (sub-directories left out);
+    /// `None` when the directory does not exist.
+    pub async fn list_volume_files(&self, path: &str) -> Result<Option<Vec<(String, u64)>>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            is_directory: bool,
+            #[serde(default)]
+            file_size: u64,
+        }
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            contents: Vec<Entry>,
+            #[serde(default)]
+            next_page_token: Option<String>,
+        }
+        let mut files = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut call = Call::new(
+                Method::GET,
+                format!("/api/2.0/fs/directories{}", encode_path(path)),
+            );
+            if let Some(t) = &token {
+                call = call.query("page_token", t.clone());
+            }
+            let page: Page = match self.send(call).await {
+                Ok(p) => p,
+                Err(Error::Api { status: 404, .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            files.extend(
+                page.contents
+                    .into_iter()
+                    .filter(|e| !e.is_directory)
+                    .map(|e| (e.name, e.file_size)),
+            );
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => return Ok(Some(files)),
+            }
+        }
+    }
+
     /// Size and last-modified of a file in a volume; `None` when there is none.
     pub async fn volume_file_metadata(&self, path: &str) -> Result<Option<RemoteFile>, Error> {
         let call = Call::new(

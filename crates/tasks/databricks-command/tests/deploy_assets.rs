@@ -274,8 +274,13 @@ fn upload_to_a_volume_is_incremental() {
         "{}",
         run.log()
     );
-    // 3 metadata checks and the manifest read; no PUT.
-    assert_eq!(emu.request_count("fs/files") - puts, 4);
+    // The manifest is read; no file is sent or looked at one by one.
+    assert_eq!(emu.request_count("fs/files") - puts, 1);
+    // The volume check, then one listing per folder (in/ and in/nested/deep/).
+    let dirs = emu.request_count("fs/directories");
+    let run = upload(&mut job);
+    succeeded(&run);
+    assert_eq!(emu.request_count("fs/directories") - dirs, 3);
     // One file changes (same size!), one is new.
     std::fs::write(Path::new(&src).join("a.csv"), b"id\n2\n").unwrap();
     std::fs::write(Path::new(&src).join("new.txt"), b"new").unwrap();
@@ -368,6 +373,20 @@ fn upload_to_dbfs_streams_files_over_the_put_limit() {
     assert_eq!(emu.request_count("dbfs/close"), 1);
     // small file and the manifest: one put each
     assert_eq!(emu.request_count("dbfs/put"), 2);
+    let run = databricks(
+        &mut job,
+        &[
+            ("command", "uploadFiles"),
+            ("sourcePath", &src),
+            ("targetPath", "dbfs:/FileStore/drop"),
+        ],
+    );
+    succeeded(&run);
+    assert!(
+        run.stdout.contains("0 uploaded (0 bytes), 2 unchanged"),
+        "{}",
+        run.log()
+    );
 }
 
 #[test]
@@ -400,6 +419,20 @@ fn upload_workspace_files_as_files_not_notebooks() {
     };
     assert_eq!(kind("/Shared/app/job.py"), Some("FILE".into()));
     assert_eq!(kind("/Shared/app/conf/settings.yml"), Some("FILE".into()));
+    let run = databricks(
+        &mut job,
+        &[
+            ("command", "uploadFiles"),
+            ("sourcePath", &src.to_string_lossy()),
+            ("targetPath", "/Workspace/Shared/app"),
+        ],
+    );
+    succeeded(&run);
+    assert!(
+        run.stdout.contains("0 uploaded (0 bytes), 2 unchanged"),
+        "{}",
+        run.log()
+    );
     let big = vec![b'x'; 10 * 1024 * 1024 + 1];
     let src = tree(&job, &[("huge.bin", &big)]);
     let run = databricks(

@@ -5,15 +5,15 @@
 //! Incremental by default (`overwrite: ifChanged`): none of the three stores keeps a content
 //! hash, so the task keeps one. After an upload it writes [`MANIFEST`] in the target folder:
 //! each file's size and SHA-256 as uploaded. A file is skipped when its local SHA-256 and
-//! size equal the manifest's and the remote file still has that size (one metadata request);
-//! anything else is uploaded. A remote edit that keeps the size is not noticed: use
+//! size equal the manifest's and the remote file still has that size (one listing per folder,
+//! not a request per file); anything else is uploaded. A remote edit that keeps the size is not noticed: use
 //! `overwrite: always` to force. `skipExisting` never replaces a remote file.
 //!
 //! Uploads run `parallel` at a time (default 5, as the Databricks CLI does: the Files API
 //! allows 10 concurrent requests per workspace). Files that uploaded are recorded in the
 //! manifest even when others failed, so a re-run resumes; the step then fails naming them.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -236,13 +236,78 @@ enum Outcome {
     Existed,
 }
 
-/// The size of the remote file at `path`, if there is one.
-async fn remote_size(ws: &Workspace, target: &Target, path: &str) -> Result<Option<u64>, Error> {
-    match target {
-        Target::Volume(_) => Ok(ws.volume_file_metadata(path).await?.map(|f| f.size)),
-        Target::Dbfs(_) => Ok(ws.dbfs_file_metadata(path).await?.map(|f| f.size)),
-        Target::Workspace(_) => Ok(ws.get_status(path).await?.and_then(|o| o.size)),
+/// The files in one remote folder: full remote path → size (a missing folder: none).
+async fn list_sizes(
+    ws: &Workspace,
+    target: &Target,
+    dir: &str,
+) -> Result<Vec<(String, u64)>, Error> {
+    let in_dir = |name: &str| format!("{}/{name}", dir.trim_end_matches('/'));
+    let listed = match target {
+        Target::Volume(_) => ws.list_volume_files(dir).await?,
+        Target::Dbfs(_) => ws.list_dbfs_files(dir).await?,
+        Target::Workspace(_) => match ws.list(dir).await {
+            Ok(objects) => Some(
+                objects
+                    .into_iter()
+                    .filter_map(|o| {
+                        let name = o.path.rsplit('/').next()?.to_owned();
+                        Some((name, o.size?))
+                    })
+                    .collect(),
+            ),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        },
+    };
+    Ok(listed
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, size)| (in_dir(&name), size))
+        .collect())
+}
+
+/// Sizes of the remote files in the folders of `files`: one listing per folder (`parallel`
+/// at a time) instead of one request per file.
+async fn remote_sizes(
+    ws: &Workspace,
+    target: &Target,
+    files: &[&LocalFile],
+    parallel: usize,
+) -> Result<HashMap<String, u64>, String> {
+    let dirs: BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| {
+            target
+                .join(&f.rel)
+                .rsplit_once('/')
+                .map(|(d, _)| d.to_owned())
+        })
+        .map(|d| if d.is_empty() { "/".to_owned() } else { d })
+        .collect();
+    let queue = Arc::new(Mutex::new(dirs.into_iter().collect::<VecDeque<_>>()));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..parallel {
+        let (queue, ws, target) = (queue.clone(), ws.clone(), target.clone());
+        workers.spawn(async move {
+            let mut found = Vec::new();
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                let Some(dir) = next else { break };
+                let listed = list_sizes(&ws, &target, &dir)
+                    .await
+                    .map_err(|e| format!("listing {}: {e}", target.display(&dir)))?;
+                found.extend(listed);
+            }
+            Ok::<_, String>(found)
+        });
     }
+    let mut sizes = HashMap::new();
+    while let Some(joined) = workers.join_next().await {
+        let found = joined.map_err(|e| format!("a listing worker failed: {e}"))??;
+        sizes.extend(found);
+    }
+    Ok(sizes)
 }
 
 async fn read_remote(
@@ -294,6 +359,7 @@ async fn one(
     file: &LocalFile,
     mode: Overwrite,
     known: Option<&Entry>,
+    remote_size: Option<u64>,
 ) -> FileResult {
     let content = std::fs::read(&file.path)
         .map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
@@ -303,11 +369,8 @@ async fn one(
     };
     let remote = target.join(&file.rel);
     let explain = |e: Error| format!("{}: {e}", target.display(&remote));
-    if mode == Overwrite::IfChanged && known == Some(&entry) {
-        let size = remote_size(ws, target, &remote).await.map_err(explain)?;
-        if size == Some(entry.size) {
-            return Ok((Outcome::Unchanged, Some(entry)));
-        }
+    if mode == Overwrite::IfChanged && known == Some(&entry) && remote_size == Some(entry.size) {
+        return Ok((Outcome::Unchanged, Some(entry)));
     }
     match put(
         ws,
@@ -412,6 +475,18 @@ pub async fn upload(
     } else {
         BTreeMap::new()
     };
+    // The remote sizes matter only for files the manifest knows.
+    let listed: Vec<&LocalFile> = files
+        .iter()
+        .filter(|f| known.contains_key(&f.rel))
+        .collect();
+    let sizes = if listed.is_empty() {
+        HashMap::new()
+    } else {
+        remote_sizes(&cx.ws, target, &listed, parallel)
+            .await
+            .map_err(TaskError::new)?
+    };
     let total = files.len();
     out::info(&format!(
         "{total} file(s) from {} to {} ({} at a time)",
@@ -421,16 +496,20 @@ pub async fn upload(
     ));
     let queue = Arc::new(Mutex::new(files.into_iter().collect::<VecDeque<_>>()));
     let known = Arc::new(known);
+    let sizes = Arc::new(sizes);
     let results: Arc<Mutex<Vec<(LocalFile, FileResult)>>> = Arc::new(Mutex::new(Vec::new()));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..parallel.min(total) {
-        let (queue, known, results) = (queue.clone(), known.clone(), results.clone());
+        let (queue, known, results, sizes) =
+            (queue.clone(), known.clone(), results.clone(), sizes.clone());
         let (ws, target) = (cx.ws.clone(), target.clone());
         workers.spawn(async move {
             loop {
                 let next = queue.lock().map(|mut q| q.pop_front()).ok().flatten();
                 let Some(file) = next else { break };
-                let result = one(&ws, &target, &file, mode, known.get(&file.rel)).await;
+                let remote_size = sizes.get(&target.join(&file.rel)).copied();
+                let result =
+                    one(&ws, &target, &file, mode, known.get(&file.rel), remote_size).await;
                 match &result {
                     Ok((Outcome::Uploaded { .. }, _)) => {
                         out::info(&format!("uploaded {} ({} bytes)", file.rel, file.size))
@@ -476,8 +555,7 @@ pub async fn upload(
         }
     }
     if mode != Overwrite::SkipExisting && (summary.uploaded > 0 || known.len() != entries.len()) {
-        // Keep what earlier runs recorded for files that failed this time out: they are
-        // uploaded again (their hash will not match what is new).
+        // Files that failed are left out, so the next run sends them again.
         put(
             &cx.ws,
             target,
