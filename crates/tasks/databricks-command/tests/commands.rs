@@ -599,3 +599,70 @@ fn restart_and_cluster_names_that_do_not_identify_one_cluster() {
         "{e}"
     );
 }
+
+#[test]
+fn cancelling_the_pipeline_cancels_the_job_run() {
+    use std::io::{BufRead, BufReader};
+    // A Scala notebook is not executed by the emulator: it runs for the configured delay.
+    let emu = start(Options {
+        non_python_run_delay: Duration::from_secs(120),
+        ..Options::default()
+    });
+    with_workspace(&emu.url(), TOKEN, |ws| async move {
+        ws.mkdirs("/Shared/t").await.unwrap();
+        ws.import(
+            "/Shared/t/long",
+            b"// Databricks notebook source\nThread.sleep(1000000)\n",
+            ImportFormat::Source(Language::Scala),
+            true,
+        )
+        .await
+        .unwrap();
+        ws.create_job_with(&notebook_job("long", "/Shared/t/long"))
+            .await
+            .unwrap();
+    });
+    let mut job = job(&emu);
+    let mut child = job.spawn(
+        Path::new(BIN),
+        &[
+            ("command", "runJob"),
+            ("job", "long"),
+            ("maxPollIntervalSeconds", "1"),
+        ],
+    );
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("RUNNING") {
+            break;
+        }
+    }
+    assert!(seen.contains("RUNNING"), "{seen}");
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    assert!(!child.wait().unwrap().success(), "{seen}");
+    assert!(
+        seen.contains("the pipeline was cancelled: cancelled Databricks run"),
+        "{seen}"
+    );
+    let mut state = Value::Null;
+    for _ in 0..50 {
+        state = emu.state()["runs"][0]["state"].clone();
+        if state["result_state"] == "CANCELED" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(state["result_state"], "CANCELED", "{state}");
+}
