@@ -124,7 +124,7 @@ fn put_secrets_refuses_bad_input_before_changing_anything() {
     let cases: [(&[(&str, &str)], &str); 6] = [
         (&[("scope", "etl prod"), ("secrets", "k=value-1")], "the scope name 'etl prod' contains ' '"),
         (&[("scope", "etl"), ("secrets", "api-key=\nother=value-2")], "secret 'api-key' (line 1 of 'secrets') is empty"),
-        (&[("scope", "etl"), ("secrets", "api-key=$(apiKey)")], "the pipeline has no variable 'apiKey'"),
+        (&[("scope", "etl"), ("secrets", "api-key=$(apiKey)")], "is '$(apiKey)' as written: the pipeline has no variable 'apiKey'"),
         (&[("scope", "etl"), ("secretVariables", r#"{"pw": "notDefined"}"#)], "secret 'pw' (variable 'notDefined' in 'secretVariables'): the pipeline has no variable 'notDefined'"),
         (&[("scope", "etl"), ("acls", "team=OWNER")], "permission 'OWNER' is not READ, WRITE or MANAGE"),
         (

@@ -224,9 +224,11 @@ fn plan(cx: &Cx<'_>) -> Result<Plan, TaskError> {
     if let Some(text) = agent.input(VARIABLES).filter(|t| !t.trim().is_empty()) {
         secrets_to_put.extend(parse_variables(agent, &text)?);
     }
-    // Masked before anything else could print them.
+    // Masked before anything else could print them (a macro left as written is no value).
     for s in &secrets_to_put {
-        secrets::register(&s.value);
+        if unexpanded_macro(&s.value).is_none() {
+            secrets::register(&s.value);
+        }
     }
     let mut seen = BTreeSet::new();
     for s in &secrets_to_put {
