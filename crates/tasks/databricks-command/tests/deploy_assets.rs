@@ -676,3 +676,34 @@ fn update_git_folder_creates_checks_out_and_reports_heads() {
     );
     assert!(failed(&run).contains("no Git folder has the id 999"));
 }
+
+#[test]
+fn libraries_for_a_terminated_cluster_are_queued_with_a_warning() {
+    let emu = start(Options {
+        clusters: Vec::new(),
+        terminated_clusters: vec!["0101-000000-stopped".into()],
+        ..Options::default()
+    });
+    let mut job = job(&emu);
+    let run = databricks(
+        &mut job,
+        &[
+            ("command", "installLibraries"),
+            ("cluster", "0101-000000-stopped"),
+            ("libraries", "pypi:requests"),
+        ],
+    );
+    succeeded(&run);
+    let warnings = run.warnings().join("\n");
+    assert!(
+        warnings.contains("is TERMINATED: the libraries install when it starts"),
+        "{}",
+        run.log()
+    );
+    assert_eq!(emu.request_count("libraries/install"), 1);
+    assert_eq!(
+        emu.request_count("libraries/cluster-status"),
+        0,
+        "not waited for"
+    );
+}
