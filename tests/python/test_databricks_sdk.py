@@ -14,13 +14,17 @@ from pathlib import Path
 
 import pytest
 from databricks.sdk import WorkspaceClient
-from databricks.sdk.errors import InvalidParameterValue, NotFound, PermissionDenied, ResourceAlreadyExists
+from databricks.sdk.errors import (InvalidParameterValue, InvalidState, NotFound, OperationFailed, PermissionDenied,
+                                   ResourceAlreadyExists)
+from databricks.sdk.service import compute
 from databricks.sdk.service import jobs
 from databricks.sdk.service.workspace import ExportFormat, ImportFormat, Language, ObjectType
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "dapi-emulator-test"
 CLUSTER = "0000-000000-emulator"
+# A terminated cluster whose start fails for quota.
+QUOTA_CLUSTER = "0000-000000-quota"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,10 @@ def emulator_url():
     if not Path(binary).exists():
         pytest.fail(f"emulator binary not found at {binary}; run `cargo build -p databricks-emulator` first")
     proc = subprocess.Popen(
-        [binary, "--port", "0", "--token", TOKEN, "--run-delay-ms", "100"],
+        [binary, "--port", "0", "--token", TOKEN, "--run-delay-ms", "100", "--volume", "main.default.landing",
+         "--failing-library", "no-such-package", "--library-delay-ms", "100",
+         "--failing-cluster", QUOTA_CLUSTER, "--cluster-name", f"{QUOTA_CLUSTER}=quota-cluster",
+         "--cluster-start-ms", "200"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -242,3 +249,184 @@ def test_sdk_retries_rate_limited_imports():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_secret_scopes_secrets_and_acls(w):
+    from databricks.sdk.service.workspace import AclPermission
+
+    w.secrets.create_scope(scope="sdk-scope")
+    with pytest.raises(ResourceAlreadyExists):
+        w.secrets.create_scope(scope="SDK-scope")
+    with pytest.raises(InvalidParameterValue):
+        w.secrets.create_scope(scope="no spaces allowed")
+    assert "sdk-scope" in [s.name for s in w.secrets.list_scopes()]
+    w.secrets.put_secret(scope="sdk-scope", key="db-password", string_value="s3cr3t")
+    assert [s.key for s in w.secrets.list_secrets(scope="sdk-scope")] == ["db-password"]
+    with pytest.raises(NotFound):
+        w.secrets.put_secret(scope="missing-scope", key="k", string_value="v")
+    w.secrets.put_acl(scope="sdk-scope", principal="data-engineers", permission=AclPermission.READ)
+    assert w.secrets.get_acl(scope="sdk-scope", principal="data-engineers").permission == AclPermission.READ
+    assert "data-engineers" in [a.principal for a in w.secrets.list_acls(scope="sdk-scope")]
+    w.secrets.delete_acl(scope="sdk-scope", principal="data-engineers")
+    w.secrets.delete_secret(scope="sdk-scope", key="db-password")
+    with pytest.raises(NotFound):
+        w.secrets.delete_secret(scope="sdk-scope", key="db-password")
+    w.secrets.delete_scope(scope="sdk-scope")
+    with pytest.raises(NotFound):
+        w.secrets.delete_scope(scope="sdk-scope")
+
+
+def test_files_api_on_volumes(w):
+    from databricks.sdk.errors import AlreadyExists
+
+    path = "/Volumes/main/default/landing/in/data.csv"
+    w.files.upload(path, io.BytesIO(b"a,b\n1,2\n"), overwrite=False)
+    with pytest.raises(AlreadyExists):
+        w.files.upload(path, io.BytesIO(b"x"), overwrite=False)
+    w.files.upload(path, io.BytesIO(b"a,b\n3,4\n"), overwrite=True)
+    assert w.files.download(path).contents.read() == b"a,b\n3,4\n"
+    meta = w.files.get_metadata(path)
+    assert meta.content_length == 8 and meta.last_modified
+    w.files.get_directory_metadata("/Volumes/main/default/landing/in")
+    names = [e.name for e in w.files.list_directory_contents("/Volumes/main/default/landing")]
+    assert names == ["in"]
+    with pytest.raises(NotFound):
+        w.files.upload("/Volumes/main/default/nope/a.txt", io.BytesIO(b"x"))
+    w.files.create_directory("/Volumes/main/default/landing/empty")
+    w.files.delete(path)
+    with pytest.raises(NotFound):
+        w.files.get_metadata(path)
+
+
+def test_dbfs_put_limit_and_streaming(w):
+    from databricks.sdk.errors import BadRequest
+
+    small = b"x" * 1000
+    w.dbfs.put("/FileStore/sdk/small.bin", contents=base64.b64encode(small).decode(), overwrite=True)
+    with pytest.raises(BadRequest) as err:
+        w.dbfs.put("/FileStore/sdk/big.bin", contents=base64.b64encode(b"y" * (1024 * 1024 + 1)).decode())
+    assert err.value.error_code == "MAX_BLOCK_SIZE_EXCEEDED"
+    handle = w.dbfs.create("/FileStore/sdk/big.bin", overwrite=True).handle
+    for _ in range(3):
+        w.dbfs.add_block(handle, base64.b64encode(b"y" * (1024 * 1024)).decode())
+    w.dbfs.close(handle)
+    status = w.dbfs.get_status("/FileStore/sdk/big.bin")
+    assert status.file_size == 3 * 1024 * 1024 and not status.is_dir
+    with pytest.raises(ResourceAlreadyExists):
+        w.dbfs.create("/FileStore/sdk/big.bin", overwrite=False)
+    with pytest.raises(NotFound):
+        w.dbfs.get_status("/FileStore/sdk/none.bin")
+    assert sorted(f.path for f in w.dbfs.list("/FileStore/sdk")) == ["/FileStore/sdk/big.bin", "/FileStore/sdk/small.bin"]
+    assert base64.b64decode(w.dbfs.read("/FileStore/sdk/small.bin", length=10).data) == b"x" * 10
+
+
+def test_libraries_install_fail_and_uninstall(w):
+    from databricks.sdk.service.compute import Library, LibraryInstallStatus, PythonPyPiLibrary
+
+    good = Library(pypi=PythonPyPiLibrary(package="requests==2.32.3"))
+    bad = Library(pypi=PythonPyPiLibrary(package="no-such-package"))
+    missing = Library(whl="/Volumes/main/default/landing/missing.whl")
+    w.libraries.install(CLUSTER, [good, bad, missing])
+    deadline = time.time() + 10
+    while True:
+        statuses = {str(s.library.as_dict()): s for s in w.libraries.cluster_status(CLUSTER)}
+        if all(s.status in (LibraryInstallStatus.INSTALLED, LibraryInstallStatus.FAILED) for s in statuses.values()):
+            break
+        assert time.time() < deadline, statuses
+        time.sleep(0.05)
+    assert statuses[str(good.as_dict())].status == LibraryInstallStatus.INSTALLED
+    assert statuses[str(bad.as_dict())].status == LibraryInstallStatus.FAILED
+    assert "no-such-package" in statuses[str(bad.as_dict())].messages[0]
+    assert "missing.whl" in statuses[str(missing.as_dict())].messages[0]
+    w.libraries.uninstall(CLUSTER, [good])
+    after = {str(s.library.as_dict()): s.status for s in w.libraries.cluster_status(CLUSTER)}
+    assert after[str(good.as_dict())] == LibraryInstallStatus.UNINSTALL_ON_RESTART
+    with pytest.raises(InvalidParameterValue):
+        w.libraries.install("no-such-cluster", [good])
+
+
+def test_repos_create_update_and_unknown_branch(w):
+    repo = w.repos.create(url="https://github.com/acme/etl.git", provider="gitHub", path="/Repos/ci/etl")
+    assert repo.branch == "main" and len(repo.head_commit_id) == 40
+    assert w.repos.get(repo.id).path == "/Repos/ci/etl"
+    assert [r.id for r in w.repos.list(path_prefix="/Repos/ci")] == [repo.id]
+    with pytest.raises(InvalidParameterValue):
+        w.repos.update(repo.id, branch="does-not-exist")
+    w.repos.update(repo.id, branch="main")
+    with pytest.raises(ResourceAlreadyExists):
+        w.repos.create(url="https://github.com/acme/etl.git", provider="gitHub", path="/Repos/ci/etl")
+    w.repos.delete(repo.id)
+    with pytest.raises(NotFound):
+        w.repos.get(repo.id)
+
+
+def greet_job(name, path, who="base"):
+    return dict(
+        name=name,
+        tasks=[jobs.Task(task_key="main", existing_cluster_id=CLUSTER,
+                         notebook_task=jobs.NotebookTask(notebook_path=path, base_parameters={"who": who}))],
+    )
+
+
+def test_jobs_list_by_name_reset_and_run_now_with_job_parameters(w):
+    from datetime import timedelta
+    w.workspace.mkdirs("/Shared/sdk-jobs")
+    path = "/Shared/sdk-jobs/greet"
+    w.workspace.import_(path, content=b64("# Databricks notebook source\ndbutils.notebook.exit('hello ' + getArgument('who'))\n"),
+                        format=ImportFormat.SOURCE, language=Language.PYTHON, overwrite=True)
+    created = w.jobs.create(**greet_job("sdk-Deploy-Me", path))
+    for i in range(3):
+        w.jobs.create(**greet_job(f"sdk-page-{i}", path))
+    # The name filter is exact and ignores case; pages follow next_page_token.
+    named = list(w.jobs.list(name="SDK-deploy-me"))
+    assert [j.job_id for j in named] == [created.job_id]
+    assert not named[0].settings.tasks, "list leaves tasks out unless expand_tasks"
+    paged = [j.settings.name for j in w.jobs.list(limit=1) if j.settings.name.startswith("sdk-page-")]
+    assert paged == ["sdk-page-0", "sdk-page-1", "sdk-page-2"]
+    with pytest.raises(InvalidParameterValue):
+        list(w.jobs.list(limit=101))
+    # Reset replaces every setting.
+    settings = greet_job("sdk-Deploy-Me", path, who="reset")
+    w.jobs.reset(created.job_id, new_settings=jobs.JobSettings(
+        parameters=[jobs.JobParameterDefinition(name="who", default="default")], **settings))
+    got = w.jobs.get(created.job_id)
+    assert got.settings.tasks[0].notebook_task.base_parameters == {"who": "reset"}
+    assert got.settings.parameters[0].default == "default"
+    with pytest.raises(InvalidParameterValue, match="does not exist"):
+        w.jobs.reset(424242, new_settings=jobs.JobSettings(**settings))
+    # Job parameters reach the notebook; the idempotency token returns the same run.
+    waiter = w.jobs.run_now(created.job_id, job_parameters={"who": "sdk"}, idempotency_token="sdk-run-1")
+    again = w.jobs.run_now(created.job_id, job_parameters={"who": "sdk"}, idempotency_token="sdk-run-1")
+    assert waiter.run_id == again.run_id
+    run = waiter.result(timeout=timedelta(seconds=60))
+    assert run.state.result_state == jobs.RunResultState.SUCCESS
+    assert [(p.name, p.default, p.value) for p in run.job_parameters] == [("who", "default", "sdk")]
+    out = w.jobs.get_run_output(run.tasks[0].run_id)
+    assert out.notebook_output.result == "hello sdk"
+
+
+def test_clusters_restart_events_and_a_start_that_fails(w):
+    from datetime import timedelta
+    names = {c.cluster_id: c.cluster_name for c in w.clusters.list()}
+    assert names[QUOTA_CLUSTER] == "quota-cluster"
+    terminated = w.clusters.get(QUOTA_CLUSTER)
+    assert terminated.state == compute.State.TERMINATED
+    assert terminated.termination_reason.code == compute.TerminationReasonCode.INACTIVITY
+    # A terminated cluster cannot be restarted (databricks-sdk-py#422).
+    with pytest.raises(InvalidState, match="unexpected state Terminated"):
+        w.clusters.restart(QUOTA_CLUSTER)
+    with pytest.raises(OperationFailed, match="TERMINATED"):
+        w.clusters.start(QUOTA_CLUSTER).result(timeout=timedelta(seconds=30))
+    failed = w.clusters.get(QUOTA_CLUSTER)
+    assert failed.termination_reason.code == compute.TerminationReasonCode.CLOUD_PROVIDER_LAUNCH_FAILURE
+    assert failed.termination_reason.type == compute.TerminationReasonType.CLOUD_FAILURE
+    kinds = [e.type for e in w.clusters.events(QUOTA_CLUSTER, order=compute.GetEventsOrder.ASC, limit=1)]
+    assert kinds == [compute.EventType.STARTING, compute.EventType.TERMINATING]
+    newest = next(iter(w.clusters.events(QUOTA_CLUSTER)))
+    assert newest.details.reason.code == compute.TerminationReasonCode.CLOUD_PROVIDER_LAUNCH_FAILURE
+
+    running = w.clusters.restart_and_wait(CLUSTER, timeout=timedelta(seconds=30))
+    assert running.state == compute.State.RUNNING
+    restarts = [e for e in w.clusters.events(CLUSTER, event_types=[compute.EventType.RESTARTING])]
+    assert len(restarts) == 1 and restarts[0].details.user
+

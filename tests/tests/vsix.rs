@@ -28,6 +28,8 @@ const TASKS: &[(&str, &str)] = &[
     ("waitexecution", "wait-execution"),
     ("deployarm", "deploy-arm"),
     ("runadfpipeline", "run-adf-pipeline"),
+    ("databricks", "databricks"),
+    ("startcluster", "start-cluster"),
 ];
 
 /// The fixture pipeline's display names, one step per task.
@@ -38,6 +40,8 @@ const STEPS: &[&str] = &[
     "Wait for the notebook",
     "Deploy ARM template",
     "Run ADF pipeline",
+    "Start cluster",
+    "Databricks command",
 ];
 
 /// Lays the task binaries, built as package.sh builds them (no TLS inside), out the way

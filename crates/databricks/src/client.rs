@@ -1,11 +1,12 @@
 //! The workspace handle and the one way it sends a request and reads the answer.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
-use task_sdk::http::{is_valid_header_value, Method, Request};
+use task_sdk::http::{is_valid_header_value, Method, Request, Response};
 use task_sdk::{HttpClient, Replay};
 
 use crate::error::{self, Error};
@@ -42,13 +43,15 @@ impl fmt::Debug for Workspace {
     }
 }
 
-/// A request being described: method, API path, query, JSON body, replay rule, and the
-/// workspace path it is about (for `NotFound`/`AlreadyExists`).
+/// A request being described: method, API path, query, JSON (or raw) body, replay rule, and
+/// the workspace path it is about (for `NotFound`/`AlreadyExists`).
 pub(crate) struct Call<'a> {
     pub method: Method,
-    pub path: &'static str,
+    pub path: Cow<'static, str>,
     pub query: Vec<(&'static str, String)>,
     pub body: Option<serde_json::Value>,
+    /// A raw `application/octet-stream` body (the Files API), instead of JSON.
+    pub raw: Option<Vec<u8>>,
     pub replay: Replay,
     pub subject: Option<&'a str>,
     /// The largest answer accepted, if not the client's default.
@@ -56,28 +59,36 @@ pub(crate) struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    pub fn get(path: &'static str) -> Self {
+    /// A call to a path built at run time (one that carries a file path or an id).
+    pub fn new(method: Method, path: impl Into<Cow<'static, str>>) -> Self {
         Call {
-            method: Method::GET,
-            path,
+            method,
+            path: path.into(),
             query: Vec::new(),
             body: None,
+            raw: None,
             replay: Replay::ByMethod,
             subject: None,
             max_response_body: None,
         }
     }
 
+    pub fn get(path: &'static str) -> Self {
+        Call::new(Method::GET, path)
+    }
+
     pub fn post(path: &'static str, body: serde_json::Value) -> Self {
-        Call {
-            method: Method::POST,
-            path,
-            query: Vec::new(),
-            body: Some(body),
-            replay: Replay::ByMethod,
-            subject: None,
-            max_response_body: None,
-        }
+        Call::new(Method::POST, path).json(body)
+    }
+
+    pub fn json(mut self, body: serde_json::Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    pub fn raw_body(mut self, bytes: Vec<u8>) -> Self {
+        self.raw = Some(bytes);
+        self
     }
 
     pub fn query(mut self, key: &'static str, value: impl Into<String>) -> Self {
@@ -163,7 +174,9 @@ impl Workspace {
 
     /// Sends `call` and decodes a success answer as `T` (an empty body reads as `{}`).
     pub(crate) async fn send<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, Error> {
-        let (status, bytes) = self.exchange(&call).await?;
+        let response = self.exchange(&call).await?;
+        let status = response.status().as_u16();
+        let bytes = response.into_bytes();
         let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
@@ -182,8 +195,9 @@ impl Workspace {
         })
     }
 
-    /// Sends `call`; returns the status and body of a success answer, or the error it means.
-    async fn exchange(&self, call: &Call<'_>) -> Result<(u16, Vec<u8>), Error> {
+    /// Sends `call`; returns a success answer as it came (headers, raw body), or the error it
+    /// means.
+    pub(crate) async fn exchange(&self, call: &Call<'_>) -> Result<Response, Error> {
         let inner = &self.inner;
         let headers = inner.auth.headers().await.map_err(|detail| Error::Token {
             host: inner.host.clone(),
@@ -205,11 +219,16 @@ impl Workspace {
         if let Some(bytes) = call.max_response_body {
             request = request.max_response_body(bytes);
         }
+        if let Some(raw) = &call.raw {
+            request = request
+                .header("content-type", "application/octet-stream")
+                .body(raw.clone());
+        }
         tracing::debug!("{} {}{}", call.method, call.path, describe_subject(call));
         let response = inner.http.send(request, call.replay).await?;
         let status = response.status();
         if status.is_success() {
-            return Ok((status.as_u16(), response.into_bytes()));
+            return Ok(response);
         }
         let error = error::from_answer(
             &inner.host,

@@ -76,11 +76,13 @@ pub enum Error {
     #[error("could not obtain a token for {host}: {detail}")]
     Token { host: String, detail: String },
     /// A cluster that ended up in a state from which it will not become RUNNING by itself.
-    #[error("cluster {id} is {state} instead of RUNNING{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    #[error("cluster {id} is {state} instead of RUNNING{}{}", if message.is_empty() { String::new() } else { format!(": {message}") }, reason.as_ref().map(|r| format!(". Termination reason: {r}")).unwrap_or_default())]
     ClusterNotRunning {
         id: String,
         state: ClusterState,
         message: String,
+        /// Why it terminated, when the service said.
+        reason: Option<Box<crate::TerminationReason>>,
     },
     /// A wait that ran out of time.
     #[error("{what} did not happen within {} s", waited.as_secs())]

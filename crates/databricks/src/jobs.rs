@@ -1,4 +1,5 @@
-//! Jobs API 2.2: one-time notebook runs, jobs, run state and output.
+//! Jobs API 2.2: one-time notebook runs, jobs (create, list, get, reset, delete, run-now),
+//! run state and output.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +23,9 @@ const MAX_IDEMPOTENCY_TOKEN: usize = 64;
 pub struct RunId(pub u64);
 
 /// A job id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct JobId(pub u64);
 
@@ -35,6 +38,13 @@ impl fmt::Display for RunId {
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim().parse().map(JobId)
     }
 }
 
@@ -327,6 +337,67 @@ pub struct RunOutput {
     pub logs_truncated: bool,
 }
 
+/// A job's settings and parameters for `run-now`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunNow {
+    pub job_id: JobId,
+    /// Job-level parameters (`job_parameters`), for jobs that define `parameters`.
+    pub job_parameters: BTreeMap<String, String>,
+    /// Widget values of the job's notebook tasks (`notebook_params`).
+    pub notebook_params: BTreeMap<String, String>,
+    /// Arguments of the job's Python tasks (`python_params`); `None` keeps the job's own.
+    pub python_params: Option<Vec<String>>,
+    /// At most 64 characters: a second request with the same token returns the first run.
+    pub idempotency_token: Option<String>,
+}
+
+/// A job (`jobs/get`, or an entry of `jobs/list`): its id and settings as the API has them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Job {
+    pub job_id: JobId,
+    #[serde(default)]
+    pub settings: Value,
+    #[serde(default)]
+    pub created_time: u64,
+    #[serde(default)]
+    pub creator_user_name: Option<String>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+impl Job {
+    /// The job's name (`settings.name`), empty when it has none.
+    pub fn name(&self) -> &str {
+        self.settings
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The job's tags (`settings.tags`).
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        self.settings
+            .get("tags")
+            .and_then(Value::as_object)
+            .map(|tags| {
+                tags.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Deserialize)]
+struct JobPage {
+    #[serde(default)]
+    jobs: Vec<Job>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct RunIdAnswer {
     run_id: RunId,
@@ -415,28 +486,108 @@ impl Workspace {
             .job_id)
     }
 
-    /// Runs a job now (`POST /api/2.2/jobs/run-now`); `notebook_params` override the notebook
-    /// task's `base_parameters`. With an idempotency token (≤ 64 characters) the call is
-    /// replayed after ambiguous failures without starting a second run.
-    pub async fn run_now(
-        &self,
-        job_id: JobId,
-        notebook_params: &BTreeMap<String, String>,
-        idempotency_token: Option<&str>,
-    ) -> Result<RunId, Error> {
-        check_token(idempotency_token)?;
-        let mut body = json!({ "job_id": job_id });
-        if !notebook_params.is_empty() {
-            body["notebook_params"] = json!(notebook_params);
+    /// Runs a job now (`POST /api/2.2/jobs/run-now`). With an idempotency token (≤ 64
+    /// characters) the call is replayed after ambiguous failures without starting a second
+    /// run.
+    pub async fn run_now(&self, req: &RunNow) -> Result<RunId, Error> {
+        check_token(req.idempotency_token.as_deref())?;
+        let mut body = json!({ "job_id": req.job_id });
+        if !req.job_parameters.is_empty() {
+            body["job_parameters"] = json!(req.job_parameters);
         }
-        if let Some(token) = idempotency_token {
+        if !req.notebook_params.is_empty() {
+            body["notebook_params"] = json!(req.notebook_params);
+        }
+        if let Some(params) = &req.python_params {
+            body["python_params"] = json!(params);
+        }
+        if let Some(token) = &req.idempotency_token {
             body["idempotency_token"] = json!(token);
         }
         let mut call = Call::post("/api/2.2/jobs/run-now", body);
-        if idempotency_token.is_some() {
+        if req.idempotency_token.is_some() {
             call = call.replay_safe();
         }
         Ok(self.send::<RunIdAnswer>(call).await?.run_id)
+    }
+
+    /// The jobs of the workspace (`GET /api/2.2/jobs/list`, every page), or only those named
+    /// `name` (the API matches the exact name, ignoring case). Settings come without tasks:
+    /// [`Workspace::get_job`] has them.
+    pub async fn list_jobs(&self, name: Option<&str>) -> Result<Vec<Job>, Error> {
+        let mut all: Vec<Job> = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut call = Call::get("/api/2.2/jobs/list").query("limit", "100");
+            if let Some(name) = name {
+                call = call.query("name", name);
+            }
+            if let Some(t) = &token {
+                call = call.query("page_token", t.clone());
+            }
+            let page: JobPage = self.send(call).await?;
+            all.extend(page.jobs);
+            match page
+                .next_page_token
+                .filter(|t| !t.is_empty() && page.has_more)
+            {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => return Ok(all),
+            }
+        }
+    }
+
+    /// A job with its full settings (`GET /api/2.2/jobs/get`; the tasks and job clusters of
+    /// a large job come in pages, which are joined here).
+    pub async fn get_job(&self, job_id: JobId) -> Result<Job, Error> {
+        let mut job: Job = self
+            .send(Call::get("/api/2.2/jobs/get").query("job_id", job_id.to_string()))
+            .await?;
+        let mut token = job.next_page_token.take();
+        while let Some(t) = token.filter(|t| !t.is_empty()) {
+            let mut page: Job = self
+                .send(
+                    Call::get("/api/2.2/jobs/get")
+                        .query("job_id", job_id.to_string())
+                        .query("page_token", t.clone()),
+                )
+                .await?;
+            for key in ["tasks", "job_clusters", "environments", "parameters"] {
+                if let Some(Value::Array(more)) = page.settings.get_mut(key).map(Value::take) {
+                    if let Some(Value::Array(list)) = job.settings.get_mut(key) {
+                        list.extend(more);
+                    }
+                }
+            }
+            token = page.next_page_token.filter(|next| *next != t);
+        }
+        Ok(job)
+    }
+
+    /// Creates a job from its settings as the Jobs API 2.2 takes them (`POST jobs/create`).
+    /// Not replayed after ambiguous failures (a repeat would create a second job).
+    pub async fn create_job_with(&self, settings: &Value) -> Result<JobId, Error> {
+        Ok(self
+            .send::<JobIdAnswer>(Call::post("/api/2.2/jobs/create", settings.clone()))
+            .await?
+            .job_id)
+    }
+
+    /// Replaces every setting of a job (`POST jobs/reset`). Replayed after ambiguous
+    /// failures: setting the same settings twice is harmless.
+    pub async fn reset_job(&self, job_id: JobId, settings: &Value) -> Result<(), Error> {
+        let body = json!({ "job_id": job_id, "new_settings": settings });
+        self.send::<Value>(Call::post("/api/2.2/jobs/reset", body).replay_safe())
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes a job (`POST jobs/delete`).
+    pub async fn delete_job(&self, job_id: JobId) -> Result<(), Error> {
+        let body = json!({ "job_id": job_id });
+        self.send::<Value>(Call::post("/api/2.2/jobs/delete", body))
+            .await
+            .map(|_| ())
     }
 
     /// Polls a run until it is terminal and returns it. `on_change` sees the first state and

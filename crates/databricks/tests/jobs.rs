@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{options, start};
 use databricks::{
     ClusterState, Compute, CreateJob, Error, ImportFormat, Language, LifeCycleState, ResultState,
-    RunId, SubmitRun, Workspace, SUBMIT_TASK_KEY,
+    RunId, RunNow, SubmitRun, Workspace, SUBMIT_TASK_KEY,
 };
 use databricks_emulator::{Options, DEFAULT_CLUSTER_ID};
 
@@ -214,17 +214,14 @@ async fn jobs_run_now_with_notebook_params() {
         })
         .await
         .unwrap();
-    let params = BTreeMap::from([("name".to_string(), "override".to_string())]);
-    let run_id = ws
-        .run_now(job_id, &params, Some("job-token-1"))
-        .await
-        .unwrap();
-    assert_eq!(
-        ws.run_now(job_id, &params, Some("job-token-1"))
-            .await
-            .unwrap(),
-        run_id
-    );
+    let request = RunNow {
+        job_id,
+        notebook_params: BTreeMap::from([("name".to_string(), "override".to_string())]),
+        idempotency_token: Some("job-token-1".into()),
+        ..RunNow::default()
+    };
+    let run_id = ws.run_now(&request).await.unwrap();
+    assert_eq!(ws.run_now(&request).await.unwrap(), run_id);
     let run = ws
         .wait_run(run_id, Some(Duration::from_secs(60)), |_| {})
         .await
@@ -314,4 +311,103 @@ async fn a_pending_cluster_counts_as_started_and_waits_time_out() {
         e.to_string().contains("c-slow") && e.to_string().contains("PENDING"),
         "{e}"
     );
+}
+
+#[tokio::test]
+async fn jobs_are_listed_over_pages_by_name_and_reset() {
+    let (_emu, ws) = start(options()).await;
+    let settings = |name: &str, path: &str| {
+        serde_json::json!({
+            "name": name,
+            "tasks": [{"task_key": "main", "existing_cluster_id": DEFAULT_CLUSTER_ID,
+                       "notebook_task": {"notebook_path": path}}],
+        })
+    };
+    let mut ids = Vec::new();
+    for i in 0..130 {
+        ids.push(
+            ws.create_job_with(&settings(&format!("job-{i:03}"), "/a"))
+                .await
+                .unwrap(),
+        );
+    }
+    // 130 jobs take two pages of 100.
+    let all = ws.list_jobs(None).await.unwrap();
+    assert_eq!(
+        all.iter().map(|j| j.job_id).collect::<Vec<_>>(),
+        ids,
+        "every job once, in order"
+    );
+    let named = ws.list_jobs(Some("JOB-042")).await.unwrap();
+    assert_eq!(named.len(), 1);
+    assert_eq!(named[0].name(), "job-042");
+    ws.reset_job(ids[42], &settings("job-042", "/b"))
+        .await
+        .unwrap();
+    let job = ws.get_job(ids[42]).await.unwrap();
+    assert_eq!(
+        job.settings["tasks"][0]["notebook_task"]["notebook_path"],
+        "/b"
+    );
+    ws.delete_job(ids[42]).await.unwrap();
+    let e = ws.get_job(ids[42]).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+}
+
+#[tokio::test]
+async fn clusters_restart_report_events_and_failed_starts() {
+    let (_emu, ws) = start(Options {
+        terminated_clusters: vec!["0000-000000-quota".into()],
+        failing_clusters: vec!["0000-000000-quota".into()],
+        ..options()
+    })
+    .await;
+    let e = ws.restart_cluster("0000-000000-quota").await.unwrap_err();
+    assert_eq!(e.error_code(), Some("INVALID_STATE"), "{e}");
+    let mut seen = Vec::new();
+    let e = ws
+        .wait_cluster("0000-000000-quota", Duration::from_secs(20), true, |p| {
+            seen.push(format!("{p:?}"))
+        })
+        .await
+        .unwrap_err();
+    match &e {
+        Error::ClusterNotRunning { state, reason, .. } => {
+            assert_eq!(*state, ClusterState::Terminated);
+            assert_eq!(
+                reason.as_ref().unwrap().code,
+                "CLOUD_PROVIDER_LAUNCH_FAILURE"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("QuotaExceeded"), "{e}");
+    assert!(
+        seen.iter().any(|s| s.contains("StartRequested")),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|s| s.contains("TERMINATING")), "{seen:?}");
+
+    ws.restart_cluster(DEFAULT_CLUSTER_ID).await.unwrap();
+    let cluster = ws
+        .wait_cluster(DEFAULT_CLUSTER_ID, Duration::from_secs(20), false, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(cluster.state, ClusterState::Running);
+    let kinds: Vec<String> = ws
+        .cluster_events(DEFAULT_CLUSTER_ID, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, vec!["RESTARTING", "RUNNING"]);
+    let names: Vec<String> = ws
+        .list_clusters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.cluster_id)
+        .collect();
+    assert_eq!(names, vec![DEFAULT_CLUSTER_ID, "0000-000000-quota"]);
 }

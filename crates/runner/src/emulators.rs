@@ -8,6 +8,8 @@ use crate::varsfile::VarValue;
 pub const AZURE_RM_CONNECTION_ID: &str = "6f1c2a4e-8b3d-4e5f-9a7b-0c1d2e3f4a5b";
 /// Its name, which YAML may use instead of the id.
 pub const AZURE_RM_CONNECTION_NAME: &str = "azure-emulator";
+/// The Unity Catalog volume the Databricks emulator has (`$(DATABRICKS_VOLUME)`).
+pub const VOLUME: &str = "main.default.files";
 
 pub struct Emulators {
     pub databricks: databricks_emulator::Emulator,
@@ -30,6 +32,8 @@ pub fn start() -> Result<Emulators, String> {
     let token = format!("dapi{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let databricks = databricks_emulator::Emulator::start_blocking(databricks_emulator::Options {
         tokens: vec![token.clone()],
+        // A volume for uploadFiles and library files (`$(DATABRICKS_VOLUME)`).
+        volumes: vec![VOLUME.to_owned()],
         ..Default::default()
     })
     .map_err(|e| format!("cannot start the Databricks emulator: {e}"))?;
@@ -54,6 +58,11 @@ pub fn start() -> Result<Emulators, String> {
         var(
             "DATABRICKS_CLUSTER_ID",
             databricks_emulator::DEFAULT_CLUSTER_ID,
+            false,
+        ),
+        var(
+            "DATABRICKS_VOLUME",
+            format!("/Volumes/{}", VOLUME.replace('.', "/")),
             false,
         ),
         var("AZURE_RM_CONNECTION", AZURE_RM_CONNECTION_ID, false),

@@ -2,17 +2,20 @@
 //!
 //! It serves the parts of the REST API our tasks use — Workspace 2.0 (import,
 //! export, list, get-status, mkdirs, delete), Jobs 2.1/2.2 (runs/submit, runs/get,
-//! runs/get-output, runs/cancel, runs/list, jobs/create, jobs/run-now, jobs/get),
-//! Clusters (get, start, list) and SCIM `Me` — with the real status codes and
-//! `{"error_code", "message"}` bodies. Python notebooks run for real in a
+//! runs/get-output, runs/cancel, runs/list, jobs/create, jobs/get, jobs/list, jobs/reset,
+//! jobs/delete, jobs/run-now), Clusters (get, list, start, restart, events), Secrets (scopes,
+//! secrets, ACLs), the Files API on declared Unity Catalog volumes, DBFS (put, streams, status),
+//! Libraries (install, uninstall, cluster-status), Repos and SCIM
+//! `Me` — with the real status codes and `{"error_code", "message"}` bodies. Python notebooks run for real in a
 //! `python3` subprocess with a small `dbutils`; other languages succeed after a
 //! delay. Fault injection (latency, per-endpoint rate limits, 503s, dropped
 //! connections, failing or timing-out runs) is seeded and deterministic.
 //!
-//! It is not Databricks: no Spark, no clusters that compute, no permissions, no
-//! DBFS, no archives (DBC/HTML imports are stored and returned as they came),
-//! no `%run`. `GET /emulator/state` (not part of the real API) dumps everything;
-//! `GET`/`POST`/`DELETE /emulator/faults` list, add and clear fault rules ([`FaultRule`]).
+//! It is not Databricks: no Spark, no clusters that compute, no permissions (ACLs are
+//! stored, not enforced), no Git (remotes are declared refs), no archives (DBC/HTML imports
+//! are stored and returned as they came), no `%run`. `GET /emulator/state` (not part of the
+//! real API) dumps everything; `GET`/`POST`/`DELETE /emulator/faults` list, add and clear
+//! fault rules ([`FaultRule`]).
 //!
 //! # Authentication
 //!
@@ -34,9 +37,14 @@ mod clusters;
 mod error;
 mod executor;
 mod faults;
+mod files;
 mod jobs;
+mod libraries;
 mod notebook;
+mod repos;
+mod secrets;
 mod server;
+mod stores;
 mod workspace;
 
 use std::collections::{BTreeMap, HashMap};
@@ -53,6 +61,7 @@ pub use emulator_faults::Rule as FaultRule;
 pub use error::ApiError;
 pub use faults::DropMode;
 pub use jobs::RunFault;
+pub use repos::GitRemote;
 
 /// The cluster every emulator has unless `Options::clusters` says otherwise.
 pub const DEFAULT_CLUSTER_ID: &str = "0000-000000-emulator";
@@ -95,12 +104,26 @@ pub struct Options {
     pub clusters: Vec<String>,
     /// Clusters that exist and are TERMINATED (a run on one starts it).
     pub terminated_clusters: Vec<String>,
-    /// How long a starting cluster stays PENDING.
+    /// How long a starting cluster stays PENDING (and a restarting one RESTARTING).
     pub cluster_start_delay: Duration,
+    /// Cluster names by id (default: `emulator-<id>`); two ids may share a name.
+    pub cluster_names: HashMap<String, String>,
+    /// Clusters whose start fails: PENDING, then TERMINATED with a cloud-provider
+    /// `termination_reason` (a quota refusal).
+    pub failing_clusters: Vec<String>,
     /// Force every run to fail, time out or hit an internal error.
     pub run_fault: Option<RunFault>,
     /// The user the token belongs to (SCIM Me, creator_user_name, /Users/<name>).
     pub user_name: String,
+    /// Unity Catalog volumes that exist, as `catalog.schema.volume`.
+    pub volumes: Vec<String>,
+    /// Libraries whose installation fails: PyPI package names (with or without a version),
+    /// Maven coordinates or library file paths.
+    pub failing_libraries: Vec<String>,
+    /// How long a library takes from the cluster running to INSTALLED or FAILED.
+    pub library_install_delay: Duration,
+    /// Git remotes Git folders can be created from (others have one branch, `main`).
+    pub git_remotes: Vec<GitRemote>,
 }
 
 impl Default for Options {
@@ -123,8 +146,14 @@ impl Default for Options {
             clusters: vec![DEFAULT_CLUSTER_ID.to_string()],
             terminated_clusters: Vec::new(),
             cluster_start_delay: Duration::from_millis(500),
+            cluster_names: HashMap::new(),
+            failing_clusters: Vec::new(),
             run_fault: None,
             user_name: "emulator@example.com".to_string(),
+            volumes: Vec::new(),
+            failing_libraries: Vec::new(),
+            library_install_delay: Duration::from_millis(300),
+            git_remotes: Vec::new(),
         }
     }
 }
@@ -174,6 +203,8 @@ pub(crate) struct Shared {
     pub workspace: Mutex<workspace::Workspace>,
     pub jobs: Mutex<jobs::Jobs>,
     pub clusters: Mutex<clusters::Clusters>,
+    /// Secrets, volumes, DBFS, libraries and repos.
+    pub stores: stores::Stores,
     pub counts: Mutex<BTreeMap<String, u64>>,
     pub faults: faults::Faults,
     pub executor: Option<executor::Executor>,
@@ -216,6 +247,7 @@ impl Shared {
             "jobs": jobs["jobs"],
             "clusters": clusters,
             "request_counts": counts,
+            "stores": self.stores.dump(),
         })
     }
 }
@@ -256,14 +288,17 @@ async fn launch(opts: Options, shutdown: watch::Receiver<bool>) -> io::Result<Ar
         ),
         workspace: Mutex::new(workspace::Workspace::new(&opts.user_name, now)),
         jobs: Mutex::new(jobs::Jobs::new()),
-        clusters: Mutex::new(clusters::Clusters::new(
-            &opts.clusters,
-            &opts.terminated_clusters,
-            opts.cluster_start_delay,
-            &opts.user_name,
-            now,
-        )),
+        clusters: Mutex::new(clusters::Clusters::new(clusters::Setup {
+            running: &opts.clusters,
+            terminated: &opts.terminated_clusters,
+            names: &opts.cluster_names,
+            failing: &opts.failing_clusters,
+            start_delay: opts.cluster_start_delay,
+            creator: &opts.user_name,
+            now_ms: now,
+        })),
         counts: Mutex::new(BTreeMap::new()),
+        stores: stores::Stores::new(&opts.volumes, &opts.git_remotes)?,
         executor,
         shutdown: shutdown.clone(),
         base_url,
@@ -352,6 +387,32 @@ impl Emulator {
     /// Number of runs started (parent runs; idempotent resubmissions do not count).
     pub fn run_count(&self) -> usize {
         self.shared.with_jobs(|jobs| jobs.run_count())
+    }
+
+    /// The value of a secret, for tests (the API never returns values).
+    pub fn secret_value(&self, scope: &str, key: &str) -> Option<Vec<u8>> {
+        stores::lock(&self.shared.stores.secrets)
+            .ok()?
+            .value(scope, key)
+    }
+
+    /// The content of a file in a volume (`/Volumes/…`), for tests.
+    pub fn volume_file(&self, path: &str) -> Option<Vec<u8>> {
+        let volumes = stores::lock(&self.shared.stores.volumes).ok()?;
+        volumes.get(path).ok().map(|f| f.data.clone())
+    }
+
+    /// The content of a DBFS file (`dbfs:/…` or `/…`), for tests.
+    pub fn dbfs_file(&self, path: &str) -> Option<Vec<u8>> {
+        let dbfs = stores::lock(&self.shared.stores.dbfs).ok()?;
+        dbfs.file(path).map(|f| f.data.clone())
+    }
+
+    /// Declares the Git remote `remote` or moves its refs (what a push does).
+    pub fn set_git_remote(&self, remote: GitRemote) {
+        if let Ok(mut repos) = stores::lock(&self.shared.stores.repos) {
+            repos.declare(remote);
+        }
     }
 
     /// Whether Python notebooks are executed for real.

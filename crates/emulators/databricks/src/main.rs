@@ -11,8 +11,11 @@ use databricks_emulator::{Emulator, Options};
 const USAGE: &str = "usage: databricks-emulator [--port N] [--token T]... [--latency-ms L]
        [--rate-limit ENDPOINT=PER_SECOND]... [--fail-503 FRACTION] [--drop FRACTION]
        [--drop-mode before|after] [--seed S] [--fault RULE]... [--python PATH | --no-python]
-       [--cluster ID]... [--terminated-cluster ID]... [--run-delay-ms MS]
+       [--cluster ID]... [--terminated-cluster ID]... [--failing-cluster ID]...
+       [--cluster-name ID=NAME]... [--cluster-start-ms MS] [--run-delay-ms MS]
        [--run-fault fail|timeout|internal-error] [--user NAME]
+       [--volume CATALOG.SCHEMA.VOLUME]... [--failing-library NAME]...
+       [--library-delay-ms MS]
 
 Serves a local Databricks workspace on 127.0.0.1 and prints its base URL as the
 first line of stdout. ENDPOINT is a key such as import, export, runs/submit, runs/get.
@@ -20,7 +23,9 @@ RULE: 'METHOD /path STATUS|drop-before|drop-after [retry-after=S] [offset=N] [ti
 (* matches anything), e.g. --fault 'POST /api/2.1/jobs/runs/submit drop-after times=1';
 rules are checked before the random faults.
 GET /emulator/state dumps the workspace, runs and request counts; GET/POST/DELETE
-/emulator/faults list, add (JSON) and clear fault rules.";
+/emulator/faults list, add (JSON) and clear fault rules.
+POST /emulator/volumes {\"name\": \"c.s.v\"} creates a volume; POST /emulator/git-remotes
+{\"url\", \"branches\": {name: commit}, \"tags\": {...}} declares a Git remote.";
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut opts = Options::default();
@@ -91,11 +96,32 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 opts.clusters.push(value()?);
             }
             "--terminated-cluster" => opts.terminated_clusters.push(value()?),
+            // A terminated cluster whose start fails (termination reason: quota).
+            "--failing-cluster" => {
+                let id = value()?;
+                opts.terminated_clusters.push(id.clone());
+                opts.failing_clusters.push(id);
+            }
+            "--cluster-name" => {
+                let v = value()?;
+                let (id, name) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--cluster-name: '{v}' is not ID=NAME"))?;
+                opts.cluster_names.insert(id.to_string(), name.to_string());
+            }
+            "--cluster-start-ms" => {
+                opts.cluster_start_delay = Duration::from_millis(number(value()?)? as u64)
+            }
             "--run-delay-ms" => {
                 opts.non_python_run_delay = Duration::from_millis(number(value()?)? as u64)
             }
             "--run-fault" => opts.run_fault = Some(value()?.parse()?),
             "--user" => opts.user_name = value()?,
+            "--volume" => opts.volumes.push(value()?),
+            "--failing-library" => opts.failing_libraries.push(value()?),
+            "--library-delay-ms" => {
+                opts.library_install_delay = Duration::from_millis(number(value()?)? as u64)
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument '{other}'")),
         }

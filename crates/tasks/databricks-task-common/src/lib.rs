@@ -25,6 +25,11 @@ pub use connection::{
     SERVICE_CONNECTION_INPUT, TOKEN_EXPIRES_VARIABLE, TOKEN_VARIABLE,
 };
 
+/// SHA-256 of `bytes` as lower-case hex (file digests for incremental uploads).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

@@ -30,6 +30,7 @@ pub const TASK_PACKAGES: &[&str] = &[
     "wait-execution",
     "deploy-arm",
     "run-adf-pipeline",
+    "databricks-command",
 ];
 
 /// Whether this test process runs task binaries through the launcher ([`SWITCH`]).

@@ -120,10 +120,63 @@ pub async fn get_job(State(shared): App, query: Query) -> ApiResult<Json<Value>>
         .map(Json)
 }
 
-pub async fn list_jobs(State(shared): App) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        shared.with_jobs(|jobs| jobs.list_jobs(&shared.opts.user_name)),
-    ))
+/// `GET jobs/list`: `name` (exact, ignoring case), `limit` 1–100 (default 20), `offset` or
+/// `page_token`, `expand_tasks`.
+pub async fn list_jobs(State(shared): App, query: Query) -> ApiResult<Json<Value>> {
+    let limit = match query.get("limit") {
+        None => 20,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n @ 1..=100) => n,
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "The limit must be between 1 and 100, got {v}."
+                )))
+            }
+        },
+    };
+    let offset = match (query.get("page_token"), query.get("offset")) {
+        (Some(token), _) => jobs::page_offset(token)
+            .ok_or_else(|| ApiError::invalid(format!("Invalid page token: {token}")))?,
+        (None, Some(o)) => o
+            .parse()
+            .map_err(|_| ApiError::invalid(format!("Invalid value for offset: {o}")))?,
+        (None, None) => 0,
+    };
+    let filter = jobs::JobQuery {
+        name: query.get("name").filter(|n| !n.is_empty()).cloned(),
+        offset,
+        limit,
+        expand_tasks: query.get("expand_tasks").is_some_and(|v| v == "true"),
+    };
+    Ok(Json(shared.with_jobs(|jobs| {
+        jobs.list_jobs(&shared.opts.user_name, &filter)
+    })))
+}
+
+/// `POST jobs/reset {job_id, new_settings}`: every setting is replaced, validated as by create.
+pub async fn reset_job(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> {
+    let body = json_body(&body)?;
+    let job_id = id_param(body.get("job_id"), None, "job_id")?;
+    let mut settings = match body.get("new_settings") {
+        Some(v @ Value::Object(_)) => v.clone(),
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid("Missing required field: new_settings"))
+        }
+        Some(_) => {
+            return Err(ApiError::malformed(
+                "Could not parse request object: new_settings must be an object",
+            ))
+        }
+    };
+    shared.with_jobs(|jobs| jobs.job_settings(job_id).map(|_| ()))?;
+    let (tasks, _) = jobs::parse_tasks(&settings)?;
+    check_clusters(&shared, &tasks)?;
+    if let Some(obj) = settings.as_object_mut() {
+        obj.entry("name").or_insert(json!("Untitled"));
+        obj.insert("format".into(), json!("MULTI_TASK"));
+    }
+    shared.with_jobs(|jobs| jobs.reset_job(job_id, settings))?;
+    Ok(Json(json!({})))
 }
 
 pub async fn delete_job(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> {
@@ -133,7 +186,9 @@ pub async fn delete_job(State(shared): App, body: Bytes) -> ApiResult<Json<Value
     Ok(Json(json!({})))
 }
 
-/// `POST jobs/run-now`: `notebook_params` override each notebook task's `base_parameters`.
+/// `POST jobs/run-now`: `job_parameters` override the job's parameter defaults and reach every
+/// notebook task as widgets; `notebook_params` override each notebook task's
+/// `base_parameters`; `python_params` replace Python tasks' arguments.
 pub async fn run_now(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> {
     let body = json_body(&body)?;
     let job_id = id_param(body.get("job_id"), None, "job_id")?;
@@ -166,11 +221,36 @@ pub async fn run_now(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> 
                 .map(str::to_string)
                 .collect()
         });
+    let job_parameters = match body.get("job_parameters") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => {
+            let mut out = std::collections::BTreeMap::new();
+            for (k, v) in map {
+                let s = v.as_str().ok_or_else(|| {
+                    ApiError::malformed(format!(
+                        "Could not parse request object: Expected a string value for job_parameters.{k}"
+                    ))
+                })?;
+                out.insert(k.clone(), s.to_string());
+            }
+            Some(out)
+        }
+        Some(_) => {
+            return Err(ApiError::malformed(
+                "Could not parse request object: job_parameters must be an object",
+            ))
+        }
+    };
     let token = body
         .get("idempotency_token")
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty())
         .map(str::to_string);
+    if token.as_ref().is_some_and(|t| t.len() > 64) {
+        return Err(ApiError::invalid(
+            "The idempotency token must be at most 64 characters long.",
+        ));
+    }
     let now = crate::now_ms();
     let outcome = shared.with_jobs(|jobs| -> ApiResult<(u64, u64, bool)> {
         let settings = jobs.job_settings(job_id)?.clone();
@@ -181,7 +261,42 @@ pub async fn run_now(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> 
             }
         }
         let (mut tasks, single_task) = jobs::parse_tasks(&settings)?;
+        // Job parameters: the job's defaults, overridden by the request, pushed down to
+        // every task (notebooks read them as widgets).
+        let mut effective = std::collections::BTreeMap::new();
+        let mut defaults = std::collections::BTreeMap::new();
+        for p in settings
+            .get("parameters")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(name), Some(default)) = (
+                p.get("name").and_then(Value::as_str),
+                p.get("default").and_then(Value::as_str),
+            ) {
+                effective.insert(name.to_string(), default.to_string());
+                defaults.insert(name.to_string(), default.to_string());
+            }
+        }
+        if let Some(given) = &job_parameters {
+            effective.extend(given.clone());
+        }
+        // As runs/get shows them: each parameter with its default and this run's value.
+        let run_parameters: Vec<Value> = effective
+            .iter()
+            .map(|(name, value)| {
+                let mut p = json!({ "name": name, "value": value });
+                if let Some(default) = defaults.get(name) {
+                    p["default"] = json!(default);
+                }
+                p
+            })
+            .collect();
         for task in &mut tasks {
+            if let TaskKind::Notebook { .. } = task.kind {
+                task.params.extend(effective.clone());
+            }
             match &mut task.kind {
                 TaskKind::Notebook { .. } => {
                     if let Some(params) = &notebook_params {
@@ -216,6 +331,7 @@ pub async fn run_now(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> 
                 .unwrap_or(0),
             idempotency_token: token.clone(),
             single_task,
+            job_parameters: run_parameters,
         };
         let overriding = (!overriding.is_empty()).then_some(Value::Object(overriding));
         let (run_id, number) = jobs.create_run(submission, Some(job_id), overriding, now);

@@ -2,6 +2,7 @@
 
 mod clusters;
 mod jobs;
+mod stores;
 mod workspace;
 
 use std::collections::HashMap;
@@ -47,6 +48,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             .route(&p("get"), get(jobs::get_job))
             .route(&p("list"), get(jobs::list_jobs))
             .route(&p("delete"), post(jobs::delete_job))
+            .route(&p("reset"), post(jobs::reset_job))
             .route(&p("run-now"), post(jobs::run_now));
     }
     for version in ["2.0", "2.1"] {
@@ -54,8 +56,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         api = api
             .route(&p("get"), get(clusters::get))
             .route(&p("start"), post(clusters::start))
+            .route(&p("restart"), post(clusters::restart))
+            .route(&p("events"), post(clusters::events))
             .route(&p("list"), get(clusters::list));
     }
+    api = stores::routes(api);
     api.route("/emulator/state", get(state))
         .route(
             "/emulator/faults",
@@ -78,6 +83,11 @@ pub fn endpoint_keys(path: &str) -> (String, String) {
         return (path.to_string(), path.to_string());
     };
     let long = rest.split_once('/').map_or(rest, |(_, r)| r);
+    // Paths that carry a file path or an id are counted per endpoint, not per object.
+    let long = ["fs/files/", "fs/directories/", "repos/"]
+        .iter()
+        .find(|p| long.starts_with(*p))
+        .map_or(long, |p| p.trim_end_matches('/'));
     let short = long
         .strip_prefix("workspace/")
         .or_else(|| {
@@ -91,8 +101,7 @@ pub fn endpoint_keys(path: &str) -> (String, String) {
 /// Every API request passes here: count, latency, faults, then authentication.
 async fn gate(State(shared): App, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
-    if path == "/emulator/state" || path == "/emulator/faults" || path.starts_with("/.well-known/")
-    {
+    if path.starts_with("/emulator/") || path.starts_with("/.well-known/") {
         return next.run(request).await;
     }
     let (short, long) = endpoint_keys(&path);
@@ -320,6 +329,14 @@ mod tests {
         assert_eq!(
             endpoint_keys("/api/2.1/clusters/get"),
             ("clusters/get".into(), "clusters/get".into())
+        );
+        assert_eq!(
+            endpoint_keys("/api/2.0/fs/files/Volumes/m/s/v/a.txt"),
+            ("fs/files".into(), "fs/files".into())
+        );
+        assert_eq!(
+            endpoint_keys("/api/2.0/repos/42"),
+            ("repos".into(), "repos".into())
         );
     }
 }

@@ -263,6 +263,7 @@ pub struct Run {
     pub timeout_seconds: u64,
     pub idempotency_token: Option<String>,
     overriding_parameters: Option<Value>,
+    job_parameters: Vec<Value>,
     cancel: Arc<Notify>,
 }
 
@@ -294,6 +295,25 @@ pub struct RunFilter {
     pub offset: usize,
 }
 
+/// Query of `jobs/list`.
+#[derive(Debug, Clone)]
+pub struct JobQuery {
+    pub name: Option<String>,
+    pub offset: usize,
+    pub limit: usize,
+    pub expand_tasks: bool,
+}
+
+/// The opaque page token of `jobs/list` for a position.
+pub fn page_token(offset: usize) -> String {
+    format!("CAE{offset:x}")
+}
+
+/// The position a `jobs/list` page token stands for.
+pub fn page_offset(token: &str) -> Option<usize> {
+    usize::from_str_radix(token.strip_prefix("CAE")?, 16).ok()
+}
+
 /// A validated submission, ready to become a run.
 #[derive(Debug)]
 pub struct Submission {
@@ -302,6 +322,8 @@ pub struct Submission {
     pub timeout_seconds: u64,
     pub idempotency_token: Option<String>,
     pub single_task: bool,
+    /// The job's parameters with the values of this run (`[{name, default, value}]`).
+    pub job_parameters: Vec<Value>,
 }
 
 fn string_map(value: Option<&Value>, field: &str) -> ApiResult<BTreeMap<String, String>> {
@@ -499,6 +521,7 @@ pub fn parse_submission(body: &Value) -> ApiResult<Submission> {
             .unwrap_or(0),
         idempotency_token,
         single_task,
+        job_parameters: Vec::new(),
     })
 }
 
@@ -595,6 +618,7 @@ impl Jobs {
                 timeout_seconds: submission.timeout_seconds,
                 idempotency_token: submission.idempotency_token,
                 overriding_parameters,
+                job_parameters: submission.job_parameters,
                 cancel: Arc::new(Notify::new()),
             },
         );
@@ -756,17 +780,59 @@ impl Jobs {
         }))
     }
 
-    pub fn list_jobs(&self, creator: &str) -> Value {
-        let jobs: Vec<Value> = self
+    /// `jobs/list`: one page, oldest first, of the jobs whose name is `query.name` (exact,
+    /// ignoring case) or of all; settings without tasks unless `expand_tasks`.
+    pub fn list_jobs(&self, creator: &str, query: &JobQuery) -> Value {
+        let matching: Vec<u64> = self
             .jobs
-            .keys()
-            .filter_map(|id| self.get_job(*id, creator).ok())
+            .iter()
+            .filter(|(_, job)| {
+                query.name.as_ref().is_none_or(|name| {
+                    job.settings
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| n.to_lowercase() == name.to_lowercase())
+                })
+            })
+            .map(|(id, _)| *id)
             .collect();
-        if jobs.is_empty() {
-            json!({ "has_more": false })
-        } else {
-            json!({ "jobs": jobs, "has_more": false })
+        let jobs: Vec<Value> = matching
+            .iter()
+            .skip(query.offset)
+            .take(query.limit)
+            .filter_map(|id| self.get_job(*id, creator).ok())
+            .map(|mut job| {
+                if !query.expand_tasks {
+                    if let Some(settings) = job["settings"].as_object_mut() {
+                        settings.remove("tasks");
+                        settings.remove("job_clusters");
+                    }
+                }
+                job
+            })
+            .collect();
+        let has_more = matching.len() > query.offset + jobs.len();
+        let mut out = json!({ "has_more": has_more });
+        if !jobs.is_empty() {
+            out["jobs"] = json!(jobs);
         }
+        if has_more {
+            out["next_page_token"] = json!(page_token(query.offset + jobs.len()));
+        }
+        if query.offset > 0 {
+            out["prev_page_token"] = json!(page_token(query.offset.saturating_sub(query.limit)));
+        }
+        out
+    }
+
+    /// `jobs/reset`: replaces every setting of an existing job.
+    pub fn reset_job(&mut self, job_id: u64, settings: Value) -> ApiResult<()> {
+        let job = self
+            .jobs
+            .get_mut(&job_id)
+            .ok_or_else(|| ApiError::invalid(format!("Job {job_id} does not exist.")))?;
+        job.settings = settings;
+        Ok(())
     }
 
     pub fn delete_job(&mut self, job_id: u64) -> ApiResult<()> {
@@ -889,6 +955,9 @@ fn render_run(run: &Run, base_url: &str, creator: &str) -> Value {
     out.insert("attempt_number".into(), json!(0));
     if let Some(params) = &run.overriding_parameters {
         out.insert("overriding_parameters".into(), params.clone());
+    }
+    if !run.job_parameters.is_empty() {
+        out.insert("job_parameters".into(), json!(run.job_parameters));
     }
     let tasks: Vec<Value> = run
         .tasks

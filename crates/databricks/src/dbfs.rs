@@ -1,0 +1,177 @@
+//! DBFS API 2.0: upload (a single `put` up to 1 MB, else a stream of `create`, `add-block`
+//! of 1 MB, `close`), status, mkdirs, delete.
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::client::Call;
+use crate::volumes::RemoteFile;
+use crate::{Error, Workspace};
+
+/// The most content one `put` (decoded) or one `add-block` may carry.
+pub const DBFS_MAX_BLOCK_BYTES: usize = 1024 * 1024;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The API path of a `dbfs:/…` or `/…` path.
+pub fn dbfs_api_path(path: &str) -> &str {
+    path.strip_prefix("dbfs:").unwrap_or(path)
+}
+
+#[derive(Deserialize)]
+struct Status {
+    #[serde(default)]
+    is_dir: bool,
+    #[serde(default)]
+    file_size: u64,
+    #[serde(default)]
+    modification_time: u64,
+}
+
+#[derive(Deserialize)]
+struct Handle {
+    handle: u64,
+}
+
+impl Workspace {
+    /// Uploads `content` to DBFS: one `put` up to [`DBFS_MAX_BLOCK_BYTES`], else a stream of
+    /// 1 MB blocks. Without `overwrite` an existing file is [`Error::AlreadyExists`]. A stream
+    /// that fails half-way is deleted (best effort) so no truncated file is left behind.
+    /// Returns the number of requests made.
+    pub async fn upload_dbfs_file(
+        &self,
+        path: &str,
+        content: &[u8],
+        overwrite: bool,
+    ) -> Result<u32, Error> {
+        let api_path = dbfs_api_path(path);
+        let subject = format!("dbfs:{api_path}");
+        if content.len() <= DBFS_MAX_BLOCK_BYTES {
+            let body = json!({ "path": api_path, "contents": B64.encode(content), "overwrite": overwrite });
+            let call = Call::post("/api/2.0/dbfs/put", body).about(&subject);
+            let call = if overwrite { call.replay_safe() } else { call };
+            self.send::<serde_json::Value>(call).await?;
+            return Ok(1);
+        }
+        let body = json!({ "path": api_path, "overwrite": overwrite });
+        let handle: Handle = self
+            .send(Call::post("/api/2.0/dbfs/create", body).about(&subject))
+            .await?;
+        let mut requests = 1;
+        let streamed = async {
+            for block in content.chunks(DBFS_MAX_BLOCK_BYTES) {
+                let body = json!({ "handle": handle.handle, "data": B64.encode(block) });
+                self.send::<serde_json::Value>(Call::post("/api/2.0/dbfs/add-block", body))
+                    .await?;
+                requests += 1;
+            }
+            let body = json!({ "handle": handle.handle });
+            self.send::<serde_json::Value>(Call::post("/api/2.0/dbfs/close", body))
+                .await?;
+            requests += 1;
+            Ok::<(), Error>(())
+        }
+        .await;
+        if let Err(error) = streamed {
+            let body = json!({ "path": api_path, "recursive": false });
+            let _ = self
+                .send::<serde_json::Value>(Call::post("/api/2.0/dbfs/delete", body))
+                .await;
+            return Err(error);
+        }
+        Ok(requests)
+    }
+
+    /// Size and modification time of a DBFS file; `None` when nothing (or a directory) is there.
+    pub async fn dbfs_file_metadata(&self, path: &str) -> Result<Option<RemoteFile>, Error> {
+        let call = Call::get("/api/2.0/dbfs/get-status").query("path", dbfs_api_path(path));
+        match self.send::<Status>(call).await {
+            Ok(s) if s.is_dir => Ok(None),
+            Ok(s) => Ok(Some(RemoteFile {
+                size: s.file_size,
+                modified: s.modification_time.to_string(),
+            })),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The content of a DBFS file, read 1 MB at a time; `None` when there is none.
+    pub async fn read_dbfs_file(&self, path: &str) -> Result<Option<Vec<u8>>, Error> {
+        #[derive(Deserialize)]
+        struct Read {
+            #[serde(default)]
+            bytes_read: usize,
+            #[serde(default)]
+            data: String,
+        }
+        let mut content = Vec::new();
+        loop {
+            let call = Call::get("/api/2.0/dbfs/read")
+                .query("path", dbfs_api_path(path))
+                .query("offset", content.len().to_string())
+                .query("length", DBFS_MAX_BLOCK_BYTES.to_string());
+            let read: Read = match self.send(call).await {
+                Ok(r) => r,
+                Err(e) if e.is_not_found() && content.is_empty() => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if read.bytes_read == 0 {
+                return Ok(Some(content));
+            }
+            let block = B64
+                .decode(read.data.as_bytes())
+                .map_err(|e| Error::Decode {
+                    host: self.host().to_owned(),
+                    call: "GET /api/2.0/dbfs/read".into(),
+                    detail: e.to_string(),
+                })?;
+            content.extend_from_slice(&block);
+            if read.bytes_read < DBFS_MAX_BLOCK_BYTES {
+                return Ok(Some(content));
+            }
+        }
+    }
+
+    /// The files directly in a DBFS directory: name → size (sub-directories left out);
+    /// `None` when the directory does not exist.
+    pub async fn list_dbfs_files(&self, path: &str) -> Result<Option<Vec<(String, u64)>>, Error> {
+        #[derive(Deserialize)]
+        struct Entry {
+            path: String,
+            #[serde(default)]
+            is_dir: bool,
+            #[serde(default)]
+            file_size: u64,
+        }
+        #[derive(Deserialize)]
+        struct Listing {
+            #[serde(default)]
+            files: Vec<Entry>,
+        }
+        let call = Call::get("/api/2.0/dbfs/list").query("path", dbfs_api_path(path));
+        match self.send::<Listing>(call).await {
+            Ok(l) => Ok(Some(
+                l.files
+                    .into_iter()
+                    .filter(|e| !e.is_dir)
+                    .map(|e| {
+                        let name = e.path.rsplit('/').next().unwrap_or_default().to_owned();
+                        (name, e.file_size)
+                    })
+                    .collect(),
+            )),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a DBFS directory and its parents (succeeds when it exists).
+    pub async fn dbfs_mkdirs(&self, path: &str) -> Result<(), Error> {
+        let body = json!({ "path": dbfs_api_path(path) });
+        self.send::<serde_json::Value>(Call::post("/api/2.0/dbfs/mkdirs", body).replay_safe())
+            .await
+            .map(drop)
+    }
+}
