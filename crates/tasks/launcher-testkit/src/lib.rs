@@ -22,7 +22,8 @@ pub const SWITCH: &str = "AZDO_DATA_TASKS_TEST_LAUNCHER";
 /// release settings, in its own folder, so `target/release` keeps the development builds.
 pub const PROFILE: &str = "vsix";
 
-/// The task binaries' packages, one binary each, named like the package.
+/// The task crates' packages: between them they build every task folder's binary (most one,
+/// named like the package; `databricks-command` builds `databricks` and `start-cluster`).
 pub const TASK_PACKAGES: &[&str] = &[
     "configure-databricks",
     "deploy-notebooks",
@@ -152,7 +153,7 @@ pub fn command(binary: &Path) -> Command {
 }
 
 /// `node <task folder>/launcher.js` for the shipped build of the task binary `binary` (a name
-/// from [`TASK_PACKAGES`]), whatever the switch says.
+/// one of [`TASK_PACKAGES`] builds), whatever the switch says.
 pub fn launcher_command(binary: &str) -> Command {
     let mut cmd = Command::new(node());
     cmd.arg(task_folder(binary).join("launcher.js"));
@@ -188,11 +189,11 @@ pub fn task_folder(binary: &str) -> PathBuf {
     if let Some(dir) = folders.get(binary) {
         return dir.clone();
     }
-    assert!(
-        TASK_PACKAGES.contains(&binary),
-        "{binary} is not a task binary ({TASK_PACKAGES:?})"
-    );
     let shipped = shipped_binaries().join(format!("{binary}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        shipped.is_file(),
+        "{binary} is not a binary of the task packages ({TASK_PACKAGES:?})"
+    );
     let dir = target_dir().join("launcher-tasks").join(binary);
     let bin = dir.join("bin").join(node_platform());
     std::fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
