@@ -27,6 +27,7 @@ const TASKS: &[(&str, &str)] = &[
     ("waitexecution", "wait-execution"),
     ("deployarm", "deploy-arm"),
     ("runadfpipeline", "run-adf-pipeline"),
+    ("azureblob", "azure-blob"),
 ];
 
 /// The fixture pipeline's display names, one step per task.
@@ -37,6 +38,7 @@ const STEPS: &[&str] = &[
     "Wait for the notebook",
     "Deploy ARM template",
     "Run ADF pipeline",
+    "Upload to blob storage",
 ];
 
 /// This machine's bin/ folder name, in Node's process.platform-process.arch terms.
