@@ -130,13 +130,13 @@ pub fn describe(error: &azure_core::Error, doing: &str, container: &str) -> Stri
             "cannot {doing}: the storage account rejected the token (InvalidAuthenticationInfo): check the service connection"
         ),
         (Some(status), code) => format!(
-            "cannot {doing} in container '{container}': HTTP {}{}",
+            "cannot {doing} (container '{container}'): HTTP {}{}",
             u16::from(status),
             code.map(|c| format!(" ({c})")).unwrap_or_default()
         ),
         (None, _) => match error.kind() {
             ErrorKind::Credential => format!("cannot {doing}: no token for Azure Storage: {error}"),
-            _ => format!("cannot {doing} in container '{container}': {error}"),
+            _ => format!("cannot {doing} (container '{container}'): {error}"),
         },
     }
 }
