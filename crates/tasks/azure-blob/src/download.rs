@@ -139,7 +139,8 @@ pub async fn blob(store: &Store, name: &str, file: &Path) -> Result<u64, TaskErr
 async fn one(store: &Store, blob: &Remote, path: &Path, incremental: bool) -> Result<bool, String> {
     if incremental {
         if let (Some(md5), Ok(meta)) = (&blob.md5, std::fs::metadata(path)) {
-            if meta.len() == blob.size && files::md5_of(path).ok().as_ref() == Some(md5) {
+            let local = crate::upload::blocking(path.to_owned(), |p| files::md5_of(&p)).await;
+            if meta.len() == blob.size && local.ok().as_ref() == Some(md5) {
                 return Ok(false);
             }
         }

@@ -128,6 +128,19 @@ pub async fn upload(
     Ok(summary)
 }
 
+/// Runs file reading and hashing off the runtime's thread (tasks run a current-thread
+/// runtime): several files hash at once on the blocking pool while requests are in flight.
+pub(crate) async fn blocking<T: Send + 'static>(
+    path: std::path::PathBuf,
+    work: impl FnOnce(std::path::PathBuf) -> std::io::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    let shown = path.clone();
+    match tokio::task::spawn_blocking(move || work(path)).await {
+        Ok(result) => result.map_err(|e| read_error(&shown, e)),
+        Err(e) => Err(format!("cannot read '{}': {e}", shown.display())),
+    }
+}
+
 fn read_error(path: &Path, e: std::io::Error) -> String {
     if e.kind() == std::io::ErrorKind::NotFound {
         format!(
@@ -151,7 +164,7 @@ async fn one(
         }
         if options.incremental && *size == file.size {
             if let Some(md5) = md5 {
-                let local = files::md5_of(&file.path).map_err(|e| read_error(&file.path, e))?;
+                let local = blocking(file.path.clone(), |p| files::md5_of(&p)).await?;
                 if &local == md5 {
                     return Ok(Fate::Unchanged);
                 }
@@ -173,8 +186,12 @@ async fn one(
         describe(&e, "upload", &store.name)
     };
     if file.size as usize <= BLOCK_SIZE {
-        let bytes = std::fs::read(&file.path).map_err(|e| read_error(&file.path, e))?;
-        let md5 = files::md5_bytes(&bytes);
+        let (bytes, md5) = blocking(file.path.clone(), |p| {
+            let bytes = std::fs::read(&p)?;
+            let md5 = files::md5_bytes(&bytes);
+            Ok((bytes, md5))
+        })
+        .await?;
         let upload = BlockBlobClientUploadOptions {
             blob_content_md5: Some(md5),
             blob_content_type: Some(content_type),
@@ -190,20 +207,25 @@ async fn one(
         return Ok(Fate::Uploaded);
     }
     // Blocks, read one at a time; the whole file's MD5 goes with the block list.
-    let mut reader = std::fs::File::open(&file.path).map_err(|e| read_error(&file.path, e))?;
-    let mut hasher = Md5::new();
+    let reader = std::fs::File::open(&file.path).map_err(|e| read_error(&file.path, e))?;
+    let mut state = Some((reader, Md5::new()));
     let mut ids = Vec::new();
     let mut index = 0u32;
     loop {
-        let mut chunk = Vec::with_capacity(BLOCK_SIZE);
-        (&mut reader)
-            .take(BLOCK_SIZE as u64)
-            .read_to_end(&mut chunk)
-            .map_err(|e| read_error(&file.path, e))?;
+        let (mut reader, mut hasher) = state.take().expect("put back after each block");
+        let (reader, hasher, chunk) = blocking(file.path.clone(), move |_| {
+            let mut chunk = Vec::with_capacity(BLOCK_SIZE);
+            (&mut reader)
+                .take(BLOCK_SIZE as u64)
+                .read_to_end(&mut chunk)?;
+            hasher.update(&chunk);
+            Ok((reader, hasher, chunk))
+        })
+        .await?;
+        state = Some((reader, hasher));
         if chunk.is_empty() {
             break;
         }
-        hasher.update(&chunk);
         // Fixed-length ids, as the service requires within one blob.
         let id = format!("block-{index:08}").into_bytes();
         let len = chunk.len() as u64;
@@ -217,6 +239,7 @@ async fn one(
         latest: Some(ids),
         ..Default::default()
     };
+    let (_, hasher) = state.expect("put back after the last block");
     let commit = BlockBlobClientCommitBlockListOptions {
         blob_content_md5: Some(hasher.finalize().to_vec()),
         blob_content_type: Some(content_type),
