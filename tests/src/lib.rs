@@ -38,6 +38,7 @@ const TASK_PACKAGES: &[&str] = &[
     "wait-execution",
     "deploy-arm",
     "run-adf-pipeline",
+    "azure-blob",
 ];
 
 fn cargo_build(packages: &[&str]) -> Result<(), String> {

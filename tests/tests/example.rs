@@ -29,7 +29,9 @@ fn data_ingestion_pipeline_is_green_on_the_emulators() {
         "CI / CI_Job / Publish Pipeline Artifact: di-notebooks",
         "Deploy_to_Databricks / Deploy (copy) data processing notebook",
         "Deploy_to_ADF / Deploy ADF resources",
+        "Integration_test_job / Stage input data",
         "Integration_test_job / Execute ADF Pipeline",
+        "Integration_test_job / Fetch the staged input",
         "Integration_test_job / Wait until the testing is done",
     ] {
         assert_eq!(r.result_of(step), Some("Succeeded"), "{step}: {}", r.stdout);
