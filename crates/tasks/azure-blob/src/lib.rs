@@ -220,3 +220,65 @@ pub async fn run(agent: &Agent, http: HttpClient, cancel: &CancelSignal) -> Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(cloud: &str, extra: &[(&str, &str)]) -> Agent {
+        let mut vars = vec![
+            ("ENDPOINT_URL_C".to_owned(), "https://management.usgovcloudapi.net/".to_owned()),
+            (
+                "ENDPOINT_AUTH_C".to_owned(),
+                r#"{"scheme":"ServicePrincipal","parameters":{"authenticationType":"spnKey","serviceprincipalid":"id","serviceprincipalkey":"k","tenantid":"t"}}"#.to_owned(),
+            ),
+            ("ENDPOINT_DATA_C".to_owned(), format!(r#"{{"environment":"{cloud}","subscriptionId":"s","environmentAuthorityUrl":"https://login.example.org/"}}"#)),
+            ("INPUT_AZURESUBSCRIPTION".to_owned(), "C".to_owned()),
+            ("INPUT_CONTAINER".to_owned(), "raw".to_owned()),
+            ("INPUT_COMMAND".to_owned(), "waitFor".to_owned()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Agent::from_vars(vars)
+    }
+
+    fn http() -> HttpClient {
+        let client = task_sdk::http::client(&task_sdk::http::HttpSettings::default()).unwrap();
+        HttpClient::new(client, task_sdk::RetryPolicy::default())
+    }
+
+    #[test]
+    fn service_connection_accounts_use_the_clouds_storage_suffix() {
+        let a = agent("AzureUSGovernment", &[("INPUT_STORAGEACCOUNT", "mydata")]);
+        let inputs = Inputs::from_agent(&a).unwrap();
+        let found = account(&a, &inputs, &http()).unwrap();
+        assert_eq!(
+            found.service_url.as_str(),
+            "https://mydata.blob.core.usgovcloudapi.net/"
+        );
+        assert_eq!(
+            found.container_url("raw").as_str(),
+            "https://mydata.blob.core.usgovcloudapi.net/raw"
+        );
+        assert!(matches!(found.auth, Auth::Entra(_)));
+
+        let bad = agent("AzureCloud", &[("INPUT_STORAGEACCOUNT", "My_Data")]);
+        let inputs = Inputs::from_agent(&bad).unwrap();
+        let err = account(&bad, &inputs, &http()).unwrap_err();
+        assert!(
+            err.message().contains("not a storage account name"),
+            "{}",
+            err.message()
+        );
+
+        let stack = agent("AzureStack", &[("INPUT_STORAGEACCOUNT", "mydata")]);
+        let inputs = Inputs::from_agent(&stack).unwrap();
+        let err = account(&stack, &inputs, &http()).unwrap_err();
+        assert!(err.message().contains("blobEndpoint"), "{}", err.message());
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_loopback() {
+        assert!(auth::service_url("http://example.com/acc", "input 'blobEndpoint'").is_err());
+        assert!(auth::service_url("http://127.0.0.1:1/acc", "input 'blobEndpoint'").is_ok());
+    }
+}
