@@ -30,7 +30,9 @@ fn data_ingestion_pipeline_is_green_on_the_emulators() {
         // Deployment jobs show their lifecycle hook.
         "Deploy_to_Databricks / deploy / Deploy (copy) data processing notebook",
         "Deploy_to_ADF / deploy / Deploy ADF resources",
+        "Integration_test_job / Stage input data",
         "Integration_test_job / Execute ADF Pipeline",
+        "Integration_test_job / Fetch the staged input",
         "Integration_test_job / Wait until the testing is done",
     ] {
         assert_eq!(r.result_of(step), Some("Succeeded"), "{step}: {}", r.stdout);

@@ -30,6 +30,7 @@ const TASKS: &[(&str, &str)] = &[
     ("runadfpipeline", "run-adf-pipeline"),
     ("databricks", "databricks"),
     ("startcluster", "start-cluster"),
+    ("azureblob", "azure-blob"),
 ];
 
 /// The fixture pipeline's display names, one step per task.
@@ -42,6 +43,7 @@ const STEPS: &[&str] = &[
     "Run ADF pipeline",
     "Start cluster",
     "Databricks command",
+    "Upload to blob storage",
 ];
 
 /// Lays the task binaries, built as package.sh builds them (no TLS inside), out the way

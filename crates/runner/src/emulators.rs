@@ -1,5 +1,6 @@
-//! `--emulators`: the Databricks and Azure emulators started in-process, and the variables
-//! and service connection a pipeline uses to reach them.
+//! `--emulators`: the Databricks and Azure emulators started in-process, Azurite (the Azure
+//! Storage emulator, a Node package) as a child process when node and the package are present,
+//! and the variables and service connection a pipeline uses to reach them.
 
 use crate::endpoints::Endpoint;
 use crate::varsfile::VarValue;
@@ -16,6 +17,74 @@ pub struct Emulators {
     pub azure: azure_emulator::Emulator,
     pub variables: Vec<(String, VarValue)>,
     pub endpoint: Endpoint,
+    pub azurite: Option<Azurite>,
+}
+
+/// Azurite's blob service, stopped with azp-local.
+pub struct Azurite {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Azurite's well-known development account and key (published by Microsoft; not a secret,
+/// but the connection string is marked secret as a real one would be).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// `node_modules/azurite/dist/src/blob/main.js` in the current folder or above it.
+fn azurite_script() -> Option<std::path::PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|d| d.join("node_modules/azurite/dist/src/blob/main.js"))
+        .find(|p| p.is_file())
+}
+
+/// Starts Azurite's blob service on a free loopback port, or says why not (it is optional:
+/// only pipelines using blob storage need it).
+fn start_azurite() -> Result<(Azurite, u16), String> {
+    let script = azurite_script().ok_or(
+        "the npm package 'azurite' is not installed here (run `npm ci` at the repository's top)",
+    )?;
+    let dir = std::env::temp_dir().join(format!("azp-local-azurite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let child = std::process::Command::new("node")
+        .arg(&script)
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        .arg("--location")
+        .arg(&dir)
+        .args([
+            "--skipApiVersionCheck",
+            "--loose",
+            "--silent",
+            "--disableTelemetry",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run node: {e}"))?;
+    let azurite = Azurite { child, dir };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            return Err("Azurite did not start listening within 30 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok((azurite, port))
 }
 
 fn var(name: &str, value: impl Into<String>, secret: bool) -> (String, VarValue) {
@@ -52,7 +121,7 @@ pub fn start() -> Result<Emulators, String> {
     let endpoint = Endpoint::from_env(AZURE_RM_CONNECTION_ID, Some(AZURE_RM_CONNECTION_NAME), &env)
         .ok_or("the Azure emulator gave no service connection")?;
     let o = azure.options();
-    let variables = vec![
+    let mut variables = vec![
         var("DATABRICKS_URL", databricks.url(), false),
         var("DATABRICKS_TOKEN", token, true),
         var(
@@ -75,10 +144,30 @@ pub fn start() -> Result<Emulators, String> {
             false,
         ),
     ];
+    let azurite = match start_azurite() {
+        Ok((azurite, port)) => {
+            let endpoint = format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
+            variables.extend([
+                var("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT, false),
+                var("AZURE_STORAGE_BLOB_ENDPOINT", endpoint.clone(), false),
+                var(
+                    "AZURE_STORAGE_CONNECTION_STRING",
+                    format!("DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"),
+                    true,
+                ),
+            ]);
+            Some(azurite)
+        }
+        Err(why) => {
+            eprintln!("azp-local: Azurite not started, AZURE_STORAGE_* not defined: {why}");
+            None
+        }
+    };
     Ok(Emulators {
         databricks,
         azure,
         variables,
         endpoint,
+        azurite,
     })
 }

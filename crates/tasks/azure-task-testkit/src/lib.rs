@@ -1,12 +1,15 @@
 //! Test support for the Azure tasks (deploy-arm, run-adf-pipeline): runs a task binary the
 //! way the agent does — a cleared environment holding the inputs, the Azure emulator's
 //! service connection and the agent's variables — and reads its stdout as logging commands.
-//! Not shipped: a dev-dependency only.
+//! Also [`azurite`]: the Azure Storage emulator for the blob task. Not shipped: a dev-dependency
+//! only.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod azurite;
 
 use azure_emulator::{Emulator, Options, Scheme};
 use task_sdk::agent_env::AgentEnv;

@@ -32,6 +32,7 @@ pub const TASK_PACKAGES: &[&str] = &[
     "deploy-arm",
     "run-adf-pipeline",
     "databricks-command",
+    "azure-blob",
 ];
 
 /// Whether this test process runs task binaries through the launcher ([`SWITCH`]).
