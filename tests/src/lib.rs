@@ -38,6 +38,7 @@ const TASK_PACKAGES: &[&str] = &[
     "wait-execution",
     "deploy-arm",
     "run-adf-pipeline",
+    "deploy-adf",
 ];
 
 fn cargo_build(packages: &[&str]) -> Result<(), String> {

@@ -27,6 +27,7 @@ const TASKS: &[(&str, &str)] = &[
     ("waitexecution", "wait-execution"),
     ("deployarm", "deploy-arm"),
     ("runadfpipeline", "run-adf-pipeline"),
+    ("deployadf", "deploy-adf"),
 ];
 
 /// The fixture pipeline's display names, one step per task.
@@ -36,6 +37,7 @@ const STEPS: &[&str] = &[
     "Execute notebook",
     "Wait for the notebook",
     "Deploy ARM template",
+    "Stop Data Factory triggers",
     "Run ADF pipeline",
 ];
 

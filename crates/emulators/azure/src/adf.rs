@@ -271,8 +271,92 @@ pub fn is_factory_action(tail: &[&str]) -> bool {
             seg_is(action, "queryActivityruns") || seg_is(action, "cancel")
         }
         [query] => seg_is(query, "queryPipelineRuns"),
+        [t, _, action] if seg_is(t, "triggers") => {
+            seg_is(action, "start") || seg_is(action, "stop")
+        }
         _ => false,
     }
+}
+
+/// The collection (lower-case path segment under a factory) that a reference's `type` names.
+fn reference_collection(reference_type: &str) -> Option<&'static str> {
+    Some(match reference_type {
+        "LinkedServiceReference" => "linkedservices",
+        "DatasetReference" => "datasets",
+        "DataFlowReference" => "dataflows",
+        "PipelineReference" => "pipelines",
+        "IntegrationRuntimeReference" => "integrationruntimes",
+        "CredentialReference" => "credentials",
+        "ManagedVirtualNetworkReference" => "managedvirtualnetworks",
+        _ => return None,
+    })
+}
+
+/// Every `{"referenceName": …, "type": "…Reference"}` in `value`, at any depth: (collection,
+/// name).
+pub fn references(value: &Value, out: &mut Vec<(&'static str, String)>) {
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(name)), Some(collection)) = (
+                map.get("referenceName"),
+                map.get("type")
+                    .and_then(Value::as_str)
+                    .and_then(reference_collection),
+            ) {
+                out.push((collection, name.clone()));
+            }
+            map.values().for_each(|v| references(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+        _ => {}
+    }
+}
+
+/// Data Factory's checks before it stores a factory object (`factory_key`: the factory's
+/// lower-cased id; `collection`: the object's lower-cased type segment): a started trigger
+/// cannot be changed, and every object it references must exist.
+pub fn check_object_write(
+    resources: &std::collections::BTreeMap<String, Value>,
+    factory_key: &str,
+    collection: &str,
+    key: &str,
+    body: Option<&Value>,
+) -> Result<(), Reply> {
+    if collection == "triggers"
+        && resources
+            .get(key)
+            .is_some_and(|t| t["properties"]["runtimeState"] == "Started")
+    {
+        return Err(trigger_enabled());
+    }
+    let mut refs = Vec::new();
+    if let Some(properties) = body.and_then(|b| b.get("properties")) {
+        references(properties, &mut refs);
+    }
+    for (target, name) in refs {
+        let target_key = format!("{factory_key}/{target}/{}", name.to_ascii_lowercase());
+        if !resources.contains_key(&target_key) {
+            return Err(adf_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!(
+                    "The document creation or update failed because of invalid reference '{name}'."
+                ),
+                None,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What Data Factory answers to a change of a started trigger.
+pub fn trigger_enabled() -> Reply {
+    adf_error(
+        StatusCode::BAD_REQUEST,
+        "TriggerEnabledCannotUpdate",
+        "Cannot update enabled Trigger; the trigger needs to be disabled first. ",
+        None,
+    )
 }
 
 fn adf_error(status: StatusCode, code: &str, message: &str, target: Option<&str>) -> Reply {
@@ -327,6 +411,22 @@ pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]
         return resource_not_found("Microsoft.DataFactory/factories", factory, &rg_name);
     }
     match (&req.method, tail) {
+        (&Method::POST, [_, trigger, action]) if seg_is(tail[0], "triggers") => {
+            let key = format!("{factory_key}/triggers/{}", trigger.to_ascii_lowercase());
+            let Some(stored) = state.resources.get_mut(&key) else {
+                return adf_error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("Entity {trigger} not found"),
+                    None,
+                );
+            };
+            let started = seg_is(action, "start");
+            stored["properties"]["runtimeState"] =
+                json!(if started { "Started" } else { "Stopped" });
+            state.adf_writes += 1;
+            empty(StatusCode::OK)
+        }
         (&Method::POST, [_, pipeline, _]) if seg_is(tail[0], "pipelines") => {
             let pipeline_key = format!("{factory_key}/pipelines/{}", pipeline.to_ascii_lowercase());
             let Some(definition) = state.resources.get(&pipeline_key) else {
