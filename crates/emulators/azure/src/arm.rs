@@ -1260,7 +1260,7 @@ fn resource(shared: &Shared, req: &Req, rg: &str, provider_path: &[&str]) -> Rep
             }
             if names.len() > 1 {
                 let factory_key = key
-                    .splitn(2, "/factories/")
+                    .split("/factories/")
                     .next()
                     .map(|p| format!("{p}/factories/{}", names[0].to_ascii_lowercase()))
                     .unwrap_or_default();
