@@ -143,40 +143,58 @@ fn fail(e: azure::AdfError) -> TaskError {
     TaskError::new(e.to_string())
 }
 
-/// The factory's objects of every type, by key.
+/// The factory's objects of every type, by key. The collections are listed at once (a
+/// redeploy that writes nothing costs little more than these reads), then each managed
+/// virtual network's private endpoints.
 async fn existing_objects(
     adf: &DataFactory,
     factory: &FactoryRef,
 ) -> Result<BTreeMap<(Kind, String), (Key, Value)>, TaskError> {
-    let mut all = BTreeMap::new();
+    let mut lists = tokio::task::JoinSet::new();
     for kind in Kind::ALL {
         if kind == Kind::ManagedPrivateEndpoint {
             continue;
         }
-        for v in adf
-            .list_objects(factory, &[kind.collection()])
-            .await
-            .map_err(fail)?
-        {
-            let name = v["name"].as_str().unwrap_or_default().to_owned();
-            let key = Key::new(kind, &name);
+        let (adf, factory) = (adf.clone(), factory.clone());
+        lists.spawn(async move {
+            let r = adf.list_objects(&factory, &[kind.collection()]).await;
+            (kind, r)
+        });
+    }
+    let mut all = BTreeMap::new();
+    let mut vnets = Vec::new();
+    while let Some(done) = lists.join_next().await {
+        let (kind, listed) = done.map_err(|e| {
+            TaskError::new(format!(
+                "listing the factory's objects stopped unexpectedly: {e}"
+            ))
+        })?;
+        for v in listed.map_err(fail)? {
+            let key = Key::new(kind, v["name"].as_str().unwrap_or_default());
             if kind == Kind::ManagedVirtualNetwork {
-                let endpoints = adf
-                    .list_objects(
-                        factory,
-                        &[kind.collection(), &name, "managedPrivateEndpoints"],
-                    )
-                    .await
-                    .map_err(fail)?;
-                for e in endpoints {
-                    let k = Key::new(
-                        Kind::ManagedPrivateEndpoint,
-                        &format!("{name}/{}", e["name"].as_str().unwrap_or_default()),
-                    );
-                    all.insert(k.lower(), (k, e));
-                }
+                vnets.push(key.name.clone());
             }
             all.insert(key.lower(), (key, v));
+        }
+    }
+    for vnet in vnets {
+        let endpoints = adf
+            .list_objects(
+                factory,
+                &[
+                    Kind::ManagedVirtualNetwork.collection(),
+                    &vnet,
+                    "managedPrivateEndpoints",
+                ],
+            )
+            .await
+            .map_err(fail)?;
+        for e in endpoints {
+            let k = Key::new(
+                Kind::ManagedPrivateEndpoint,
+                &format!("{vnet}/{}", e["name"].as_str().unwrap_or_default()),
+            );
+            all.insert(k.lower(), (k, e));
         }
     }
     Ok(all)
