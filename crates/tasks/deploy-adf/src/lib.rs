@@ -626,3 +626,52 @@ async fn triggers_only(
     ));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(extra: &[(&str, &str)]) -> Result<Inputs, TaskError> {
+        let root = std::env::temp_dir().display().to_string();
+        let mut vars = vec![
+            ("INPUT_CONNECTEDSERVICENAME".to_owned(), "c".to_owned()),
+            ("INPUT_RESOURCEGROUPNAME".to_owned(), "rg".to_owned()),
+            ("INPUT_DATAFACTORYNAME".to_owned(), "adf".to_owned()),
+            ("INPUT_ROOTFOLDER".to_owned(), root),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Inputs::from_agent(&Agent::from_vars(vars))
+    }
+
+    #[test]
+    fn defaults_filters_and_errors() {
+        let i = inputs(&[]).unwrap();
+        assert!(i.incremental && !i.delete_not_in_source && !i.dry_run && !i.create_factory);
+        assert_eq!((i.concurrency, i.triggers_only), (8, None));
+        let i = inputs(&[
+            ("INPUT_INCLUDEOBJECTS", "pipeline.PL_*\ndataset.*"),
+            ("INPUT_EXCLUDEOBJECTS", "pipeline.PL_Old*"),
+            ("INPUT_TRIGGERSONLY", "Stop"),
+        ])
+        .unwrap();
+        assert_eq!(i.triggers_only, Some(TriggersOnly::Stop));
+        assert!(i.selected(&Key::new(Kind::Pipeline, "PL_New")));
+        assert!(!i.selected(&Key::new(Kind::Pipeline, "PL_Old1")));
+        assert!(!i.selected(&Key::new(Kind::Trigger, "T")));
+        let e = inputs(&[("INPUT_TRIGGERSONLY", "pause")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("triggersOnly") && e.contains("'pause'"), "{e}");
+        let e = inputs(&[("INPUT_INCLUDEOBJECTS", "pipelines.x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("'pipelines'") && e.contains("pipeline.PL_*"),
+            "{e}"
+        );
+        let e = inputs(&[("INPUT_CONCURRENCY", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("concurrency"), "{e}");
+    }
+}

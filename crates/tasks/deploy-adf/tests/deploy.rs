@@ -115,7 +115,20 @@ fn the_test_factory_deploys_then_redeploys_with_no_write_under_wif() {
     assert!(at("linkedService.LS_KeyVault created") < at("linkedService.LS_SalesSql created"));
     assert!(at("pipeline.PL_Ingest_Orders created") < at("pipeline.PL_Load_All created"));
     assert!(at("pipeline.PL_Load_All created") < at("pipeline.PL_Master_Daily created"));
-    assert!(out.has("task.uploadsummary"));
+    let summary = |out: &Outcome| {
+        let c = out
+            .commands
+            .iter()
+            .find(|c| c.name() == "task.uploadsummary")
+            .expect("a summary page");
+        std::fs::read_to_string(&c.data).unwrap()
+    };
+    let page = summary(&out);
+    assert!(
+        page.contains("- Created: 41") && page.contains("`pipeline.PL_Master_Daily`"),
+        "{page}"
+    );
+    assert!(page.contains("- Triggers started: 2"), "{page}");
     let before = writes(&env);
     let again = deploy(&env, &fixture(), &[]);
     assert!(again.succeeded(), "{}", again.dump());
