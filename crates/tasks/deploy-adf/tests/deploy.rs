@@ -422,11 +422,18 @@ fn a_storm_of_429_and_503_is_ridden_out() {
     for rule in [
         "PUT /subscriptions/*/datasets/* 429 retry-after=1 times=4",
         "PUT /subscriptions/*/pipelines/* 503 times=3",
-        "GET /subscriptions/*/triggers 503 times=1",
+        "GET /subscriptions/*/factories/adf-sales-platform 503 times=1",
+        "POST /subscriptions/*/triggers/*/start 429 retry-after=1 times=1",
     ] {
         env.emulator.add_fault(rule.parse::<FaultRule>().unwrap());
     }
     let out = deploy(&env, &fixture(), &[]);
     assert!(out.succeeded(), "{}", out.dump());
     assert_eq!(factory_objects(&env), 41);
+    // Every fault fired (a rule is removed once it has fired `times` times).
+    assert!(
+        env.emulator.fault_rules().is_empty(),
+        "{:?}",
+        env.emulator.fault_rules()
+    );
 }
