@@ -891,6 +891,31 @@ fn complete(shared: &Shared, state: &mut State, key: &str) {
             break;
         }
         let rid = r.id.to_ascii_lowercase();
+        // Data Factory refuses a template's change to a started trigger, as to a PUT: the
+        // reason Microsoft's pre-deployment script stops triggers.
+        let started_trigger = r
+            .resource_type
+            .eq_ignore_ascii_case("Microsoft.DataFactory/factories/triggers")
+            && state
+                .resources
+                .get(&rid)
+                .is_some_and(|t| t["properties"]["runtimeState"] == "Started");
+        if started_trigger {
+            let error = json!({
+                "code": "TriggerEnabledCannotUpdate",
+                "message": "Cannot update enabled Trigger; the trigger needs to be disabled first. ",
+            });
+            operations.push(operation(
+                &d,
+                target,
+                "Failed",
+                Some("BadRequest"),
+                Some(&error),
+                "Create",
+            ));
+            failure = Some(error);
+            break;
+        }
         let existed;
         if r.resource_type
             .eq_ignore_ascii_case("Microsoft.Resources/resourceGroups")
@@ -910,7 +935,14 @@ fn complete(shared: &Shared, state: &mut State, key: &str) {
         } else {
             let body = if crate::adf::is_adf_type(&r.resource_type) {
                 let existing = state.resources.get(&rid);
-                crate::adf::stored(&r.id, &r.resource_type, &r.body, existing)
+                let mut stored = crate::adf::stored(&r.id, &r.resource_type, &r.body, existing);
+                if r.resource_type
+                    .eq_ignore_ascii_case("Microsoft.DataFactory/factories/triggers")
+                {
+                    // `runtimeState` is read-only: a deployed trigger is stopped.
+                    stored["properties"]["runtimeState"] = json!("Stopped");
+                }
+                stored
             } else {
                 r.body.clone()
             };

@@ -1,6 +1,7 @@
 //! Drives the emulator over HTTPS the way our clients do.
 
 mod adf;
+mod adf_objects;
 mod arm;
 mod common;
 mod entra;
