@@ -5,13 +5,14 @@
 //! with `$.`, from the object's root: `$.properties.typeProperties.url`); a leading `+` adds
 //! the path, `-` removes it, otherwise the value replaces an existing one. JSON:
 //! `{"type.name": [{"name": "$.properties.…", "value": …, "action": "add|update|remove"}]}`.
+//! `factory.<name>` lines change the factory document's properties (global parameters).
 //! `type` and `name` take `*`/`?` wildcards; values expand `$(variable)` (the pipeline's
 //! variables) and `$Env:NAME` (the agent's environment). A line naming an object or a path
 //! that does not exist is an error naming the line.
 
 use serde_json::{Map, Value};
 
-use crate::source::{matches, Object};
+use crate::source::{matches, wildcard, Object};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -262,11 +263,33 @@ pub fn parse(
     Ok(changes)
 }
 
-/// Applies every change to the objects it matches; nothing is applied when one fails.
-pub fn apply(changes: &[Change], objects: &mut [Object]) -> Result<usize, String> {
+/// Applies every change to the objects it matches, and `factory.<name>` lines to the factory
+/// document's properties (its global parameters); an error stops it (the task then writes
+/// nothing).
+pub fn apply(
+    changes: &[Change],
+    objects: &mut [Object],
+    mut factory: Option<(&str, &mut Value)>,
+) -> Result<usize, String> {
     let mut applied = 0;
     for change in changes {
         let mut matched = false;
+        if let Some((kind, name)) = change.pattern.split_once('.') {
+            if kind.eq_ignore_ascii_case("factory") {
+                if let Some((factory_name, doc)) = factory.as_mut() {
+                    if wildcard(name, factory_name) {
+                        matched = true;
+                        let properties = &mut doc["properties"];
+                        if !properties.is_object() {
+                            *properties = Value::Object(Map::new());
+                        }
+                        apply_one(change, properties)
+                            .map_err(|e| format!("{}: factory.{factory_name}: {e}", change.line))?;
+                        applied += 1;
+                    }
+                }
+            }
+        }
         for o in objects
             .iter_mut()
             .filter(|o| matches(&change.pattern, &o.key))
@@ -408,7 +431,7 @@ mod tests {
         let text = "type,name,path,value\nlinkedService,LS_*,typeProperties.url,\"https://$(env)$Env:REGION.dfs.core.windows.net\"\npipeline,PL_Load,parameters.batch.defaultValue,50\npipeline,PL_Load,+annotations,\"[\"\"x\"\"]\"\npipeline,PL_Load,-activities[1],\n";
         let changes = parse("prd.csv", text, &vars, &env).unwrap();
         let mut o = objects();
-        assert_eq!(apply(&changes, &mut o).unwrap(), 4);
+        assert_eq!(apply(&changes, &mut o, None).unwrap(), 4);
         assert_eq!(
             o[0].properties["typeProperties"]["url"],
             "https://prdweu.dfs.core.windows.net"
@@ -423,8 +446,22 @@ mod tests {
         let text = r#"{"linkedService.LS_Lake": [{"name": "$.properties.typeProperties.url", "value": "https://prd", "action": "update"}]}"#;
         let changes = parse("prd.json", text, &none, &none).unwrap();
         let mut o = objects();
-        apply(&changes, &mut o).unwrap();
+        apply(&changes, &mut o, None).unwrap();
         assert_eq!(o[0].properties["typeProperties"]["url"], "https://prd");
+        // The factory's global parameters.
+        let text = "type,name,path,value\nfactory,adf-*,globalParameters.environment.value,prd\n";
+        let changes = parse("prd.csv", text, &none, &none).unwrap();
+        let mut doc = serde_json::json!({"properties": {"globalParameters": {"environment": {"type": "string", "value": "dev"}}}});
+        apply(&changes, &mut objects(), Some(("adf-sales", &mut doc))).unwrap();
+        assert_eq!(
+            doc["properties"]["globalParameters"]["environment"]["value"],
+            "prd"
+        );
+        let e = apply(&changes, &mut objects(), None).unwrap_err();
+        assert!(
+            e.contains("no object in the source matches 'factory.adf-*'"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -444,7 +481,7 @@ mod tests {
             &none,
         )
         .unwrap();
-        let e = apply(&changes, &mut objects()).unwrap_err();
+        let e = apply(&changes, &mut objects(), None).unwrap_err();
         assert!(
             e.contains("c.csv, line 3")
                 && e.contains("properties.typeProperties.uri does not exist"),
@@ -457,7 +494,7 @@ mod tests {
             &none,
         )
         .unwrap();
-        let e = apply(&changes, &mut objects()).unwrap_err();
+        let e = apply(&changes, &mut objects(), None).unwrap_err();
         assert!(
             e.contains("line 2") && e.contains("no object in the source matches 'dataset.DS_*'"),
             "{e}"

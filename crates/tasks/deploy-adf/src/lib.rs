@@ -326,7 +326,19 @@ pub async fn run(agent: &Agent, http: task_sdk::HttpClient) -> Result<(), TaskEr
             agent.env(e).map(str::to_owned)
         })
         .map_err(TaskError::new)?;
-        let n = config::apply(&changes, &mut source.objects).map_err(TaskError::new)?;
+        let factory_doc = source.factory.as_mut().map(|(file, doc)| {
+            let name = doc["name"].as_str().map(str::to_owned).unwrap_or_else(|| {
+                file.trim_start_matches("factory/")
+                    .trim_end_matches(".json")
+                    .to_owned()
+            });
+            (name, doc)
+        });
+        let n = match factory_doc {
+            Some((name, doc)) => config::apply(&changes, &mut source.objects, Some((&name, doc))),
+            None => config::apply(&changes, &mut source.objects, None),
+        }
+        .map_err(TaskError::new)?;
         out::info(&format!(
             "Config file '{name}': {} line(s) changed {n} object(s).",
             changes.len()

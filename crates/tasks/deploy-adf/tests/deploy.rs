@@ -189,7 +189,7 @@ fn config_overrides_selective_and_delete_not_in_source_with_dry_run() {
     let env = env(Scheme::ServicePrincipal);
     env.write(
         "prd.csv",
-        "type,name,path,value\nlinkedService,LS_Lake,typeProperties.url,https://$(lakeAccount).dfs.core.windows.net/\npipeline,PL_Ingest_O?ders,parameters.loadDate.defaultValue,$Env:LOAD_DATE\n",
+        "type,name,path,value\nlinkedService,LS_Lake,typeProperties.url,https://$(lakeAccount).dfs.core.windows.net/\npipeline,PL_Ingest_O?ders,parameters.loadDate.defaultValue,$Env:LOAD_DATE\nfactory,adf-sales-*,globalParameters.environment.value,prd\n",
     );
     // $(lakeAccount) is a pipeline variable, $Env:LOAD_DATE the agent's environment.
     let mut extra = vec![("configFile", "prd.csv")];
@@ -222,6 +222,17 @@ fn config_overrides_selective_and_delete_not_in_source_with_dry_run() {
         object(&env, "pipelines", "PL_Ingest_Orders").unwrap()["properties"]["parameters"]
             ["loadDate"]["defaultValue"],
         "2026-12-01"
+    );
+    let factory = env.emulator.state()["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == FACTORY)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        factory["properties"]["globalParameters"]["environment"]["value"],
+        "prd"
     );
     // An unknown path names the line.
     env.write(
