@@ -4,7 +4,8 @@ Starts the emulator binary (target/debug/azure-emulator, or $AZURE_EMULATOR_BIN)
 base URL from the first stdout line (its CA goes to the file given with --ca-out), and drives
 it with `azure-identity` (client secret, authority at the emulator), `azure-mgmt-resource`
 (resource groups), `azure-mgmt-resource-deployments` (template deployments) and
-`azure-mgmt-datafactory` (factories, pipelines, runs), as a user's script would drive Azure.
+`azure-mgmt-datafactory` (factories, every factory object type, trigger start/stop, pipelines,
+runs), as a user's script would drive Azure.
 Run: python3 -m pytest tests/python
 """
 
