@@ -2,6 +2,7 @@
 
 mod adf;
 mod adf_objects;
+mod adf_run;
 mod arm;
 mod common;
 mod entra;
