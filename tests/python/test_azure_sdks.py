@@ -4,7 +4,8 @@ Starts the emulator binary (target/debug/azure-emulator, or $AZURE_EMULATOR_BIN)
 base URL from the first stdout line (its CA goes to the file given with --ca-out), and drives
 it with `azure-identity` (client secret, authority at the emulator), `azure-mgmt-resource`
 (resource groups), `azure-mgmt-resource-deployments` (template deployments) and
-`azure-mgmt-datafactory` (factories, pipelines, runs), as a user's script would drive Azure.
+`azure-mgmt-datafactory` (factories, every factory object type, trigger start/stop, pipelines,
+runs), as a user's script would drive Azure.
 Run: python3 -m pytest tests/python
 """
 
@@ -265,3 +266,156 @@ def test_pipeline_runs(factory):
     assert e.value.status_code == 404
     with pytest.raises(ResourceNotFoundError):
         factory.pipeline_runs.get(RG, "sdk-runs", "00000000-0000-0000-0000-000000000000")
+
+
+
+# azure-mgmt-datafactory 10.0.0 leaves the `type` discriminator out of most leaf models it
+# serializes (AzureBlobFSLinkedService(...) goes out without "type": "AzureBlobFS"; a
+# ScheduleTrigger goes out as "MultiplePipelineTrigger"), so these objects are built from their
+# wire form, as Data Factory's own JSON (and ADF Studio's Git files) write them.
+def lsref(name):
+    return {"referenceName": name, "type": "LinkedServiceReference"}
+
+
+def test_factory_objects_of_every_type(factory):
+    f = "sdk-objects"
+    factory.factories.create_or_update(RG, f, adf.Factory(location="westeurope"))
+    vnet = factory.managed_virtual_networks.create_or_update(
+        RG, f, "default", adf.ManagedVirtualNetworkResource(properties=adf.ManagedVirtualNetwork())
+    )
+    assert vnet.name == "default" and vnet.etag
+    pe = factory.managed_private_endpoints.create_or_update(
+        RG,
+        f,
+        "default",
+        "pe-lake",
+        adf.ManagedPrivateEndpointResource(
+            properties=adf.ManagedPrivateEndpoint(
+                private_link_resource_id=f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RG}/providers/Microsoft.Storage/storageAccounts/stlake",
+                group_id="dfs",
+            )
+        ),
+    )
+    assert pe.name == "pe-lake" and pe.properties.group_id == "dfs"
+    assert [p.name for p in factory.managed_private_endpoints.list_by_factory(RG, f, "default")] == ["pe-lake"]
+    ir = factory.integration_runtimes.create_or_update(
+        RG,
+        f,
+        "ir-vnet",
+        adf.IntegrationRuntimeResource(
+            {
+                "properties": {
+                    "type": "Managed",
+                    "managedVirtualNetwork": {"type": "ManagedVirtualNetworkReference", "referenceName": "default"},
+                }
+            }
+        ),
+    )
+    assert ir.name == "ir-vnet" and isinstance(ir.properties, adf.ManagedIntegrationRuntime)
+    ls = factory.linked_services.create_or_update(
+        RG,
+        f,
+        "ls-lake",
+        adf.LinkedServiceResource(
+            {
+                "properties": {
+                    "type": "AzureBlobFS",
+                    "typeProperties": {"url": "https://stlake.dfs.core.windows.net"},
+                    "connectVia": {"type": "IntegrationRuntimeReference", "referenceName": "ir-vnet"},
+                }
+            }
+        ),
+    )
+    assert ls.name == "ls-lake" and ls.etag
+    got = factory.linked_services.get(RG, f, "ls-lake").properties
+    assert isinstance(got, adf.AzureBlobFSLinkedService) and got.url == "https://stlake.dfs.core.windows.net"
+    ds = factory.datasets.create_or_update(
+        RG,
+        f,
+        "ds-raw",
+        adf.DatasetResource(
+            {
+                "properties": {
+                    "type": "Parquet",
+                    "linkedServiceName": lsref("ls-lake"),
+                    "typeProperties": {"location": {"type": "AzureBlobFSLocation", "fileSystem": "raw"}},
+                }
+            }
+        ),
+    )
+    assert ds.name == "ds-raw" and isinstance(ds.properties, adf.ParquetDataset)
+    assert [d.name for d in factory.datasets.list_by_factory(RG, f)] == ["ds-raw"]
+    flow = factory.data_flows.create_or_update(
+        RG,
+        f,
+        "df-copy",
+        adf.DataFlowResource(
+            {
+                "properties": {
+                    "type": "MappingDataFlow",
+                    "typeProperties": {
+                        "sources": [{"name": "src", "dataset": {"type": "DatasetReference", "referenceName": "ds-raw"}}],
+                        "script": "source() ~> src",
+                    },
+                }
+            }
+        ),
+    )
+    assert flow.name == "df-copy" and isinstance(flow.properties, adf.MappingDataFlow)
+    # A reference to an object that does not exist: Data Factory's BadRequest naming it.
+    with pytest.raises(HttpResponseError) as e:
+        factory.datasets.create_or_update(
+            RG,
+            f,
+            "ds-orphan",
+            adf.DatasetResource({"properties": {"type": "Parquet", "linkedServiceName": lsref("ls-missing")}}),
+        )
+    assert e.value.status_code == 400
+    assert e.value.error.code == "BadRequest"
+    assert "invalid reference 'ls-missing'" in e.value.error.message
+    with pytest.raises(ResourceNotFoundError):
+        factory.datasets.get(RG, f, "ds-orphan")
+    factory.data_flows.delete(RG, f, "df-copy")
+    factory.datasets.delete(RG, f, "ds-raw")
+    assert list(factory.datasets.list_by_factory(RG, f)) == []
+
+
+DAILY = adf.TriggerResource(
+    {
+        "properties": {
+            "type": "ScheduleTrigger",
+            "pipelines": [
+                {
+                    "pipelineReference": {"type": "PipelineReference", "referenceName": "ingest"},
+                    "parameters": {"file": "daily.csv"},
+                }
+            ],
+            "typeProperties": {
+                "recurrence": {"frequency": "Day", "interval": 1, "startTime": "2026-01-01T03:00:00Z", "timeZone": "UTC"}
+            },
+        }
+    }
+)
+
+
+def test_triggers_start_stop_and_a_started_trigger_is_not_updated(factory):
+    f = "sdk-triggers"
+    factory.factories.create_or_update(RG, f, adf.Factory(location="westeurope"))
+    factory.pipelines.create_or_update(RG, f, "ingest", PIPELINE)
+    created = factory.triggers.create_or_update(RG, f, "daily", DAILY)
+    assert created.name == "daily" and created.properties.runtime_state == "Stopped"
+    assert created.properties["type"] == "ScheduleTrigger"
+    factory.triggers.begin_start(RG, f, "daily").result()
+    assert factory.triggers.get(RG, f, "daily").properties.runtime_state == "Started"
+    with pytest.raises(HttpResponseError) as e:
+        factory.triggers.create_or_update(RG, f, "daily", DAILY)
+    assert e.value.status_code == 400 and e.value.error.code == "TriggerEnabledCannotUpdate"
+    with pytest.raises(HttpResponseError) as e:
+        factory.triggers.delete(RG, f, "daily")
+    assert e.value.error.code == "TriggerEnabledCannotUpdate"
+    factory.triggers.begin_stop(RG, f, "daily").result()
+    assert [t.properties.runtime_state for t in factory.triggers.list_by_factory(RG, f)] == ["Stopped"]
+    factory.triggers.create_or_update(RG, f, "daily", DAILY)
+    factory.triggers.delete(RG, f, "daily")
+    with pytest.raises(ResourceNotFoundError):
+        factory.triggers.get(RG, f, "daily")

@@ -31,6 +31,7 @@ const TASKS: &[(&str, &str)] = &[
     ("databricks", "databricks"),
     ("startcluster", "start-cluster"),
     ("azureblob", "azure-blob"),
+    ("deployadf", "deploy-adf"),
 ];
 
 /// The fixture pipeline's display names, one step per task.
@@ -40,6 +41,7 @@ const STEPS: &[&str] = &[
     "Execute notebook",
     "Wait for the notebook",
     "Deploy ARM template",
+    "Stop Data Factory triggers",
     "Run ADF pipeline",
     "Start cluster",
     "Databricks command",

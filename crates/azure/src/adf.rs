@@ -244,7 +244,7 @@ impl AdfError {
         }
     }
 
-    fn from_answer(action: &str, answer: &Answer) -> AdfError {
+    pub(crate) fn from_answer(action: &str, answer: &Answer) -> AdfError {
         let json = answer.json().unwrap_or(Value::Null);
         let error = json.get("error").unwrap_or(&json);
         let text = |k: &str| {
@@ -317,7 +317,7 @@ impl DataFactory {
         }
     }
 
-    fn url(&self, factory: &FactoryRef, tail: &[&str], query: &[(&str, &str)]) -> Url {
+    pub(crate) fn url(&self, factory: &FactoryRef, tail: &[&str], query: &[(&str, &str)]) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend([
@@ -342,7 +342,7 @@ impl DataFactory {
         url
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         action: &str,
         method: Method,

@@ -1,6 +1,7 @@
 //! Azure for our tasks: Entra ID tokens from an AzureRM service connection ([`auth`]), the
 //! Azure Resource Manager template-deployment client ([`arm`]) and the Data Factory
-//! pipeline-run client ([`adf`]).
+//! pipeline-run client ([`adf`]) with its factory-object calls for deploying a factory
+//! ([`factory`]).
 //!
 //! Facts: `shared/specs/arm-and-adf.md` (REST calls, api-versions 2021-04-01 and 2018-06-01)
 //! and `shared/specs/agent-contract.md` §2 (what the agent exports for a service connection).
@@ -43,6 +44,7 @@ pub mod adf;
 pub mod arm;
 pub mod auth;
 pub mod error_tree;
+pub mod factory;
 mod rest;
 mod time;
 
@@ -60,3 +62,4 @@ pub use auth::{
     DATABRICKS_RESOURCE,
 };
 pub use error_tree::{ArmErrorTree, PolicyViolation};
+pub use factory::ObjectPath;

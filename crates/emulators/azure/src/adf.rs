@@ -9,6 +9,7 @@ use axum::http::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
 use crate::{
+    adf_run::{self, Outcome, Parent, ProgressRef},
     arm::{resource_not_found, rg_not_found},
     clock,
     http::{empty, json as json_reply, Reply, Req},
@@ -45,15 +46,6 @@ impl RunStatus {
     }
 }
 
-/// One activity of the pipeline and how it will end.
-#[derive(Debug, Clone)]
-pub struct ActivityPlan {
-    pub name: String,
-    pub activity_type: String,
-    /// `{errorCode, message, failureType}` when this activity is set to fail.
-    pub failure: Option<Value>,
-}
-
 #[derive(Debug, Clone)]
 pub struct PipelineRun {
     pub run_id: String,
@@ -61,15 +53,14 @@ pub struct PipelineRun {
     pub factory_id: String,
     pub pipeline_name: String,
     pub parameters: Map<String, Value>,
-    pub activities: Vec<ActivityPlan>,
-    /// The run's own failure when it has no activity to blame.
-    pub failure: Option<Value>,
+    /// What the run's execution ([`crate::adf_run`]) has done so far.
+    pub progress: ProgressRef,
+    /// `invokedBy` of the run (a manual run, or the parent's `ExecutePipeline`).
+    pub invoked_by: Value,
     pub polls: u32,
     pub queued_polls: u32,
     pub in_progress_polls: u32,
     pub status: RunStatus,
-    /// The status the run had when it was cancelled, to tell which activities had started.
-    pub status_at_cancel: Option<RunStatus>,
     /// Polls answered `Canceling` so far; the next one after the first answers `Cancelled`.
     pub cancel_polls: u32,
     pub start_ms: u64,
@@ -78,28 +69,16 @@ pub struct PipelineRun {
 }
 
 impl PipelineRun {
-    fn failed_index(&self) -> Option<usize> {
-        self.activities.iter().position(|a| a.failure.is_some())
-    }
-
     fn message(&self) -> String {
         match self.status {
-            RunStatus::Failed => match self.failed_index() {
-                Some(i) => format!(
-                    "Operation on target {} failed: {}",
-                    self.activities[i].name,
-                    self.activities[i]
-                        .failure
-                        .as_ref()
-                        .and_then(|f| f["message"].as_str())
-                        .unwrap_or("")
-                ),
-                None => self
-                    .failure
-                    .as_ref()
-                    .and_then(|f| f["message"].as_str())
-                    .unwrap_or("")
-                    .to_string(),
+            RunStatus::Failed => match &self
+                .progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .outcome
+            {
+                Some(Outcome::Failed(message)) => message.clone(),
+                _ => String::new(),
             },
             RunStatus::Cancelled | RunStatus::Canceling => "User cancelled the run".to_string(),
             _ => String::new(),
@@ -116,7 +95,7 @@ impl PipelineRun {
             "pipelineName": self.pipeline_name,
             "parameters": self.parameters,
             "runDimensions": {},
-            "invokedBy": {"id": self.run_group_id, "name": "Manual", "invokedByType": "Manual"},
+            "invokedBy": self.invoked_by,
             "runStart": clock::iso(self.start_ms),
             "runEnd": self.end_ms.map(clock::iso),
             "durationInMs": self.end_ms.map(|e| e.saturating_sub(self.start_ms)),
@@ -128,7 +107,8 @@ impl PipelineRun {
         })
     }
 
-    /// One poll: `Queued` for `queued_polls` polls, `InProgress` for `in_progress_polls`, then done.
+    /// One poll: `Queued` for `queued_polls` polls, `InProgress` for at least
+    /// `in_progress_polls` and until the execution ended, then its outcome.
     fn advance(&mut self) {
         if self.status.is_terminal() {
             return;
@@ -136,6 +116,12 @@ impl PipelineRun {
         let now = clock::now_ms();
         self.polls += 1;
         self.last_updated_ms = now;
+        let outcome = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .outcome
+            .clone();
         self.status = if self.status == RunStatus::Canceling {
             self.cancel_polls += 1;
             if self.cancel_polls == 1 {
@@ -149,67 +135,38 @@ impl PipelineRun {
         } else if self.polls <= self.queued_polls + self.in_progress_polls {
             RunStatus::InProgress
         } else {
-            self.end_ms = Some(now);
-            if self.failed_index().is_some() || self.failure.is_some() {
-                RunStatus::Failed
-            } else {
-                RunStatus::Succeeded
+            match outcome {
+                None => RunStatus::InProgress,
+                Some(outcome) => {
+                    self.end_ms = Some(now);
+                    match outcome {
+                        Outcome::Succeeded => RunStatus::Succeeded,
+                        Outcome::Failed(_) => RunStatus::Failed,
+                        Outcome::Cancelled => RunStatus::Cancelled,
+                    }
+                }
             }
         };
     }
 
+    /// The activity runs so far; none while the run is still `Queued`.
     fn activity_runs(&self) -> Vec<Value> {
-        let end = self.end_ms.unwrap_or_else(clock::now_ms);
-        let n = self.activities.len().max(1) as u64;
-        let slice = end.saturating_sub(self.start_ms) / n;
-        let (count, last_status): (usize, Option<&str>) = match self.status {
-            RunStatus::Queued => (0, None),
-            RunStatus::InProgress | RunStatus::Canceling => (1, Some("InProgress")),
-            RunStatus::Succeeded => (self.activities.len(), None),
-            RunStatus::Failed => (self.failed_index().map_or(0, |i| i + 1), None),
-            RunStatus::Cancelled => match self.status_at_cancel {
-                Some(RunStatus::InProgress) => (1, Some("Cancelled")),
-                _ => (0, None),
-            },
-        };
-        self.activities
-            .iter()
-            .take(count)
-            .enumerate()
-            .map(|(i, a)| {
-                let start = self.start_ms + slice * i as u64;
-                let is_last = i + 1 == count;
-                let (status, error) = match (&a.failure, last_status) {
-                    (_, Some(s)) if is_last => (s, None),
-                    (Some(f), _) => ("Failed", Some(f.clone())),
-                    _ => ("Succeeded", None),
-                };
-                let finished = status != "InProgress";
-                let error = error
-                    .unwrap_or_else(|| json!({"errorCode": "", "message": "", "failureType": ""}));
-                let mut error = error;
-                error["target"] = json!(a.name);
-                error["details"] = json!("");
-                json!({
-                    "activityRunId": format!("{}-{i}", self.run_id),
-                    "activityName": a.name,
-                    "activityType": a.activity_type,
-                    "pipelineName": self.pipeline_name,
-                    "pipelineRunId": self.run_id,
-                    "status": status,
-                    "activityRunStart": clock::iso(start),
-                    "activityRunEnd": finished.then(|| clock::iso(start + slice)),
-                    "durationInMs": finished.then_some(slice),
-                    "input": {},
-                    "output": {},
-                    "error": error,
-                    "linkedServiceName": "",
-                    "iterationHash": "",
-                    "retryAttempt": null,
-                    "userProperties": {},
-                })
-            })
-            .collect()
+        if self.status == RunStatus::Queued {
+            return Vec::new();
+        }
+        let mut runs = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .activity_runs
+            .clone();
+        // A cancelled run's unfinished activities were cancelled with it.
+        if self.status == RunStatus::Cancelled {
+            for record in runs.iter_mut().filter(|r| r["status"] == "InProgress") {
+                record["status"] = json!("Cancelled");
+            }
+        }
+        runs
     }
 }
 
@@ -271,8 +228,92 @@ pub fn is_factory_action(tail: &[&str]) -> bool {
             seg_is(action, "queryActivityruns") || seg_is(action, "cancel")
         }
         [query] => seg_is(query, "queryPipelineRuns"),
+        [t, _, action] if seg_is(t, "triggers") => {
+            seg_is(action, "start") || seg_is(action, "stop")
+        }
         _ => false,
     }
+}
+
+/// The collection (lower-case path segment under a factory) that a reference's `type` names.
+fn reference_collection(reference_type: &str) -> Option<&'static str> {
+    Some(match reference_type {
+        "LinkedServiceReference" => "linkedservices",
+        "DatasetReference" => "datasets",
+        "DataFlowReference" => "dataflows",
+        "PipelineReference" => "pipelines",
+        "IntegrationRuntimeReference" => "integrationruntimes",
+        "CredentialReference" => "credentials",
+        "ManagedVirtualNetworkReference" => "managedvirtualnetworks",
+        _ => return None,
+    })
+}
+
+/// Every `{"referenceName": …, "type": "…Reference"}` in `value`, at any depth: (collection,
+/// name).
+pub fn references(value: &Value, out: &mut Vec<(&'static str, String)>) {
+    match value {
+        Value::Object(map) => {
+            if let (Some(Value::String(name)), Some(collection)) = (
+                map.get("referenceName"),
+                map.get("type")
+                    .and_then(Value::as_str)
+                    .and_then(reference_collection),
+            ) {
+                out.push((collection, name.clone()));
+            }
+            map.values().for_each(|v| references(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+        _ => {}
+    }
+}
+
+/// Data Factory's checks before it stores a factory object (`factory_key`: the factory's
+/// lower-cased id; `collection`: the object's lower-cased type segment): a started trigger
+/// cannot be changed, and every object it references must exist.
+pub fn check_object_write(
+    resources: &std::collections::BTreeMap<String, Value>,
+    factory_key: &str,
+    collection: &str,
+    key: &str,
+    body: Option<&Value>,
+) -> Result<(), Reply> {
+    if collection == "triggers"
+        && resources
+            .get(key)
+            .is_some_and(|t| t["properties"]["runtimeState"] == "Started")
+    {
+        return Err(trigger_enabled());
+    }
+    let mut refs = Vec::new();
+    if let Some(properties) = body.and_then(|b| b.get("properties")) {
+        references(properties, &mut refs);
+    }
+    for (target, name) in refs {
+        let target_key = format!("{factory_key}/{target}/{}", name.to_ascii_lowercase());
+        if !resources.contains_key(&target_key) {
+            return Err(adf_error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!(
+                    "The document creation or update failed because of invalid reference '{name}'."
+                ),
+                None,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What Data Factory answers to a change of a started trigger.
+pub fn trigger_enabled() -> Reply {
+    adf_error(
+        StatusCode::BAD_REQUEST,
+        "TriggerEnabledCannotUpdate",
+        "Cannot update enabled Trigger; the trigger needs to be disabled first. ",
+        None,
+    )
 }
 
 fn adf_error(status: StatusCode, code: &str, message: &str, target: Option<&str>) -> Reply {
@@ -280,36 +321,6 @@ fn adf_error(status: StatusCode, code: &str, message: &str, target: Option<&str>
         status,
         json!({"error": {"code": code, "message": message, "target": target, "details": null}}),
     )
-}
-
-/// A value resolved from `@pipeline().parameters.x`, the one expression form worth supporting
-/// here (the Fail activity's message and errorCode usually use it).
-fn resolve(value: &Value, parameters: &Map<String, Value>) -> String {
-    let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("Expression") => o
-            .get("value")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    match text.strip_prefix("@pipeline().parameters.") {
-        Some(name) => parameters
-            .get(name)
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-            .unwrap_or(text),
-        None => text,
-    }
-}
-
-fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-        _ => false,
-    }
 }
 
 pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]) -> Reply {
@@ -327,6 +338,22 @@ pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]
         return resource_not_found("Microsoft.DataFactory/factories", factory, &rg_name);
     }
     match (&req.method, tail) {
+        (&Method::POST, [_, trigger, action]) if seg_is(tail[0], "triggers") => {
+            let key = format!("{factory_key}/triggers/{}", trigger.to_ascii_lowercase());
+            let Some(stored) = state.resources.get_mut(&key) else {
+                return adf_error(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("Entity {trigger} not found"),
+                    None,
+                );
+            };
+            let started = seg_is(action, "start");
+            stored["properties"]["runtimeState"] =
+                json!(if started { "Started" } else { "Stopped" });
+            state.adf_writes += 1;
+            empty(StatusCode::OK)
+        }
         (&Method::POST, [_, pipeline, _]) if seg_is(tail[0], "pipelines") => {
             let pipeline_key = format!("{factory_key}/pipelines/{}", pipeline.to_ascii_lowercase());
             let Some(definition) = state.resources.get(&pipeline_key) else {
@@ -356,30 +383,27 @@ pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]
                 .and_then(|n| n.rsplit('/').next())
                 .unwrap_or(pipeline)
                 .to_string();
-            let mut parameters = Map::new();
-            if let Some(declared) = properties.get("parameters").and_then(Value::as_object) {
-                for (name, decl) in declared {
-                    match supplied.get(name).or_else(|| decl.get("defaultValue")) {
-                        Some(v) => {
-                            parameters.insert(name.clone(), v.clone());
-                        }
-                        None => {
-                            return adf_error(
-                                StatusCode::BAD_REQUEST,
-                                "BadRequest",
-                                &format!(
-                                    "The required pipeline parameter '{name}' is not provided."
-                                ),
-                                Some(&format!("pipeline/{pipeline_name}/runid/")),
-                            )
-                        }
-                    }
+            let parameters = match run_parameters(&properties, &supplied) {
+                Ok(p) => p,
+                Err(name) => {
+                    return adf_error(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        &format!("The required pipeline parameter '{name}' is not provided."),
+                        Some(&format!("pipeline/{pipeline_name}/runid/")),
+                    )
                 }
-            }
-            for (name, v) in &supplied {
-                parameters.entry(name.clone()).or_insert_with(|| v.clone());
-            }
-            let run = new_run(shared, &factory_id, &pipeline_name, &properties, parameters);
+            };
+            let factory = state.resources.get(&factory_key);
+            let run = new_run(
+                shared,
+                &factory_id,
+                &pipeline_name,
+                &properties,
+                parameters,
+                None,
+                factory,
+            );
             let run_id = run.run_id.clone();
             state.runs.insert(run_id.clone(), run);
             json_reply(StatusCode::OK, json!({"runId": run_id}))
@@ -413,7 +437,10 @@ pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]
                     );
                 }
                 if run.status != RunStatus::Canceling {
-                    run.status_at_cancel = Some(run.status);
+                    run.progress
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .cancel = true;
                     run.status = RunStatus::Canceling;
                     run.last_updated_ms = clock::now_ms();
                 }
@@ -532,59 +559,103 @@ fn run_not_found(run_id: &str) -> Reply {
     )
 }
 
+/// Starts an `ExecutePipeline` child run of `pipeline` with `supplied` parameters: its own run
+/// id, the parent's run group, `invokedBy` naming the parent. The text of `Err` says why not.
+pub(crate) fn start_child_run(
+    shared: &Shared,
+    factory_id: &str,
+    pipeline: &str,
+    supplied: Map<String, Value>,
+    parent: &Parent,
+) -> Result<(String, ProgressRef), String> {
+    let mut state = shared.lock();
+    let key = format!(
+        "{}/pipelines/{}",
+        factory_id.to_ascii_lowercase(),
+        pipeline.to_ascii_lowercase()
+    );
+    let properties = state
+        .resources
+        .get(&key)
+        .map(|d| d.get("properties").cloned().unwrap_or(Value::Null))
+        .ok_or_else(|| {
+            format!(
+                "The pipeline '{pipeline}' that activity '{}' runs does not exist in the factory.",
+                parent.activity_name
+            )
+        })?;
+    let parameters = run_parameters(&properties, &supplied).map_err(|name| {
+        format!(
+            "The required pipeline parameter '{name}' of pipeline '{pipeline}' is not provided."
+        )
+    })?;
+    let factory = state.resources.get(&factory_id.to_ascii_lowercase());
+    let run = new_run(
+        shared,
+        factory_id,
+        pipeline,
+        &properties,
+        parameters,
+        Some(parent),
+        factory,
+    );
+    let started = (run.run_id.clone(), run.progress.clone());
+    state.runs.insert(run.run_id.clone(), run);
+    Ok(started)
+}
+
+/// The run's parameters: the supplied ones over the declared defaults; `Err` names a required
+/// parameter that has neither.
+fn run_parameters(
+    properties: &Value,
+    supplied: &Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
+    let mut parameters = Map::new();
+    if let Some(declared) = properties.get("parameters").and_then(Value::as_object) {
+        for (name, decl) in declared {
+            match supplied.get(name).or_else(|| decl.get("defaultValue")) {
+                Some(v) => {
+                    parameters.insert(name.clone(), v.clone());
+                }
+                None => return Err(name.clone()),
+            }
+        }
+    }
+    for (name, v) in supplied {
+        parameters.entry(name.clone()).or_insert_with(|| v.clone());
+    }
+    Ok(parameters)
+}
+
 fn new_run(
     shared: &Shared,
     factory_id: &str,
     pipeline_name: &str,
     properties: &Value,
     parameters: Map<String, Value>,
+    parent: Option<&Parent>,
+    factory: Option<&Value>,
 ) -> PipelineRun {
-    let mut activities: Vec<ActivityPlan> = properties
-        .get("activities")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .map(|a| {
-                    let type_properties = a.get("typeProperties").cloned().unwrap_or(Value::Null);
-                    let activity_type = a.get("type").and_then(Value::as_str).unwrap_or("Unknown").to_string();
-                    let failure = if let Some(f) = type_properties.get("emulatorFailure") {
-                        Some(json!({
-                            "errorCode": resolve(f.get("errorCode").unwrap_or(&json!("2200")), &parameters),
-                            "message": resolve(f.get("message").unwrap_or(&json!("The activity failed.")), &parameters),
-                            "failureType": f.get("failureType").and_then(Value::as_str).unwrap_or("UserError"),
-                        }))
-                    } else if activity_type == "Fail" {
-                        Some(json!({
-                            "errorCode": resolve(type_properties.get("errorCode").unwrap_or(&Value::Null), &parameters),
-                            "message": resolve(type_properties.get("message").unwrap_or(&Value::Null), &parameters),
-                            "failureType": "UserError",
-                        }))
-                    } else {
-                        None
-                    };
-                    ActivityPlan {
-                        name: a.get("name").and_then(Value::as_str).unwrap_or("activity").to_string(),
-                        activity_type,
-                        failure,
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut failure = None;
-    if truthy(parameters.get("emulatorFail")) {
-        let error = json!({
-            "errorCode": "EmulatorFailure",
-            "message": "The run parameter emulatorFail asked the emulator to fail this run.",
-            "failureType": "UserError",
-        });
-        match activities.first_mut() {
-            Some(first) if first.failure.is_none() => first.failure = Some(error),
-            Some(_) => {}
-            None => failure = Some(error),
+    let run_id = clock::guid();
+    let group_id = parent.map_or_else(|| run_id.clone(), |p| p.group_id.clone());
+    let progress = adf_run::start(
+        shared,
+        factory_id,
+        pipeline_name,
+        &run_id,
+        &group_id,
+        properties,
+        &parameters,
+        parent,
+        factory,
+    );
+    let invoked_by = match parent {
+        Some(p) => {
+            json!({"id": p.run_id, "name": p.activity_name, "invokedByType": "PipelineActivity",
+            "pipelineName": p.pipeline_name, "pipelineRunId": p.run_id})
         }
-    }
+        None => json!({"id": group_id, "name": "Manual", "invokedByType": "Manual"}),
+    };
     let now = clock::now_ms();
     // Data Factory reports every parameter value as a string.
     let parameters = parameters
@@ -594,20 +665,18 @@ fn new_run(
             (k, Value::String(s))
         })
         .collect();
-    let run_id = clock::guid();
     PipelineRun {
-        run_group_id: run_id.clone(),
+        run_group_id: group_id,
         run_id,
         factory_id: factory_id.to_string(),
         pipeline_name: pipeline_name.to_string(),
         parameters,
-        activities,
-        failure,
+        progress,
+        invoked_by,
         polls: 0,
         queued_polls: shared.opts.adf_queued_polls,
         in_progress_polls: shared.opts.adf_in_progress_polls,
         status: RunStatus::Queued,
-        status_at_cancel: None,
         cancel_polls: 0,
         start_ms: now,
         end_ms: None,

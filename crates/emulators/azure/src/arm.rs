@@ -891,6 +891,31 @@ fn complete(shared: &Shared, state: &mut State, key: &str) {
             break;
         }
         let rid = r.id.to_ascii_lowercase();
+        // Data Factory refuses a template's change to a started trigger, as to a PUT: the
+        // reason Microsoft's pre-deployment script stops triggers.
+        let started_trigger = r
+            .resource_type
+            .eq_ignore_ascii_case("Microsoft.DataFactory/factories/triggers")
+            && state
+                .resources
+                .get(&rid)
+                .is_some_and(|t| t["properties"]["runtimeState"] == "Started");
+        if started_trigger {
+            let error = json!({
+                "code": "TriggerEnabledCannotUpdate",
+                "message": "Cannot update enabled Trigger; the trigger needs to be disabled first. ",
+            });
+            operations.push(operation(
+                &d,
+                target,
+                "Failed",
+                Some("BadRequest"),
+                Some(&error),
+                "Create",
+            ));
+            failure = Some(error);
+            break;
+        }
         let existed;
         if r.resource_type
             .eq_ignore_ascii_case("Microsoft.Resources/resourceGroups")
@@ -910,7 +935,14 @@ fn complete(shared: &Shared, state: &mut State, key: &str) {
         } else {
             let body = if crate::adf::is_adf_type(&r.resource_type) {
                 let existing = state.resources.get(&rid);
-                crate::adf::stored(&r.id, &r.resource_type, &r.body, existing)
+                let mut stored = crate::adf::stored(&r.id, &r.resource_type, &r.body, existing);
+                if r.resource_type
+                    .eq_ignore_ascii_case("Microsoft.DataFactory/factories/triggers")
+                {
+                    // `runtimeState` is read-only: a deployed trigger is stopped.
+                    stored["properties"]["runtimeState"] = json!("Stopped");
+                }
+                stored
             } else {
                 r.body.clone()
             };
@@ -1258,7 +1290,32 @@ fn resource(shared: &Shared, req: &Req, rg: &str, provider_path: &[&str]) -> Rep
                     );
                 }
             }
-            let value = crate::adf::stored(&id, &resource_type, &body, state.resources.get(&key));
+            if names.len() > 1 {
+                let factory_key = key
+                    .split("/factories/")
+                    .next()
+                    .map(|p| format!("{p}/factories/{}", names[0].to_ascii_lowercase()))
+                    .unwrap_or_default();
+                if let Err(reply) = crate::adf::check_object_write(
+                    &state.resources,
+                    &factory_key,
+                    &types[1].to_ascii_lowercase(),
+                    &key,
+                    Some(&body),
+                ) {
+                    return reply;
+                }
+            }
+            let mut value =
+                crate::adf::stored(&id, &resource_type, &body, state.resources.get(&key));
+            if types.len() == 2 && types[1].eq_ignore_ascii_case("triggers") {
+                // `runtimeState` is read-only: a new trigger is stopped, an updated one keeps
+                // its state (a started one was refused above).
+                value["properties"]["runtimeState"] = json!("Stopped");
+            }
+            if names.len() > 1 {
+                state.adf_writes += 1;
+            }
             state.resources.insert(key, value.clone());
             // Data Factory answers 200 to a create as to an update.
             json_reply(StatusCode::OK, value)
@@ -1285,6 +1342,20 @@ fn resource(shared: &Shared, req: &Req, rg: &str, provider_path: &[&str]) -> Rep
             )
         }
         Method::DELETE => {
+            if crate::adf::is_adf_type(&resource_type) && names.len() > 1 {
+                if types.len() == 2
+                    && types[1].eq_ignore_ascii_case("triggers")
+                    && state
+                        .resources
+                        .get(&key)
+                        .is_some_and(|t| t["properties"]["runtimeState"] == "Started")
+                {
+                    return crate::adf::trigger_enabled();
+                }
+                if state.resources.contains_key(&key) {
+                    state.adf_writes += 1;
+                }
+            }
             let child_prefix = format!("{key}/");
             let existed = state.resources.remove(&key).is_some();
             state

@@ -80,7 +80,7 @@ fn jwt_payload(token: &str) -> Option<Value> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
 }
 
-fn issue_access_token(
+pub(crate) fn issue_access_token(
     shared: &Shared,
     state: &mut State,
     audience: &str,

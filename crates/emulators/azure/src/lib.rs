@@ -34,8 +34,11 @@
 //! `Running` after the first poll (of its `Azure-AsyncOperation` URL or of the deployment) and
 //! done on poll [`Options::operation_steps`]. What-if and resource-group deletion answer 202 on
 //! their `Location` until the same number of polls. A Data Factory run is `Queued` for
-//! [`Options::adf_queued_polls`] polls, `InProgress` for [`Options::adf_in_progress_polls`],
-//! then finishes.
+//! [`Options::adf_queued_polls`] polls, `InProgress` for at least [`Options::adf_in_progress_polls`]
+//! and until its activities finished executing (they run from creation, see `adf_run`: control
+//! flow, variables, expressions, child pipelines, Databricks notebooks on a local workspace;
+//! other activity types succeed with a note in their output, or fail with
+//! [`Options::adf_strict`]).
 //!
 //! # Deterministic failures
 //!
@@ -65,6 +68,7 @@
 //! run, an unknown ADF pipeline).
 
 mod adf;
+mod adf_run;
 mod arm;
 mod clock;
 mod entra;
@@ -115,6 +119,9 @@ pub struct Options {
     pub operation_steps: u32,
     pub adf_queued_polls: u32,
     pub adf_in_progress_polls: u32,
+    /// Activities the emulator cannot execute (Copy, Lookup, …) fail instead of succeeding
+    /// with a note in their output (`--adf-strict`).
+    pub adf_strict: bool,
     /// Lifetime of issued access tokens.
     pub token_lifetime: Duration,
     /// Lifetime of OIDC tokens from the emulated agent server.
@@ -149,6 +156,7 @@ impl Default for Options {
             operation_steps: 2,
             adf_queued_polls: 1,
             adf_in_progress_polls: 1,
+            adf_strict: false,
             token_lifetime: Duration::from_secs(3600),
             oidc_token_lifetime: Duration::from_secs(600),
             operations_page_size: 2,
@@ -187,6 +195,8 @@ pub enum Scheme {
 
 /// What the handlers share.
 pub(crate) struct Shared {
+    /// The emulator itself, for pipeline runs that execute in their own tasks.
+    pub me: std::sync::Weak<Shared>,
     pub opts: Options,
     pub url: String,
     state: Mutex<state::State>,
@@ -242,7 +252,8 @@ async fn launch(
     };
     std::fs::write(&ca_path, &certificates.ca_pem)?;
 
-    let shared = Arc::new(Shared {
+    let shared = Arc::new_cyclic(|me| Shared {
+        me: me.clone(),
         opts: opts.clone(),
         url: url.clone(),
         state: Mutex::new(state::State::default()),

@@ -1,5 +1,5 @@
 //! `azure-emulator [--port N] [--ca-out PATH] [--latency-ms L] [--steps N] [--retry-after S]
-//! [--fault RULE]...`: serves the emulator on 127.0.0.1 until killed. Prints the base URL as
+//! [--fault RULE]... [--adf-strict]`: serves the emulator on 127.0.0.1 until killed. Prints the base URL as
 //! the first line of stdout and, with `--ca-out`, the CA PEM's path as the second.
 
 use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
@@ -7,7 +7,7 @@ use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 use azure_emulator::{Emulator, FaultRule, Options};
 
 const USAGE: &str = "usage: azure-emulator [--port N] [--ca-out PATH] [--latency-ms L] [--steps N]
-       [--retry-after S] [--fault RULE]...
+       [--retry-after S] [--fault RULE]... [--adf-strict]
 
 RULE: 'METHOD /path STATUS|drop-before|drop-after [retry-after=S] [offset=N] [times=N]'
 (* matches anything), e.g. --fault 'POST /subscriptions/*/createRun 503 times=2'.
@@ -29,6 +29,10 @@ fn main() -> ExitCode {
         if flag == "--help" || flag == "-h" {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
+        }
+        if flag == "--adf-strict" {
+            opts.adf_strict = true;
+            continue;
         }
         let Some(value) = args.next() else {
             return usage(&format!("{flag} needs a value"));

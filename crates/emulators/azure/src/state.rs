@@ -59,6 +59,9 @@ pub struct State {
     /// Deployment PUTs that started a deployment (a replaced one counts again), so a test can
     /// tell that a retry did not start a second one.
     pub deployments_started: u64,
+    /// Writes to Data Factory objects (PUT, DELETE, trigger start/stop), so a test can tell
+    /// that a deploy wrote nothing.
+    pub adf_writes: u64,
 }
 
 impl State {
@@ -67,6 +70,7 @@ impl State {
         json!({
             "requests": self.requests,
             "deploymentsStarted": self.deployments_started,
+            "adfWrites": self.adf_writes,
             "tokensIssued": self.tokens_issued,
             "oidcTokensIssued": self.oidc_tokens_issued,
             // Who got which token; the token strings themselves are secrets and stay out.

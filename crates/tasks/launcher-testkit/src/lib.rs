@@ -33,6 +33,7 @@ pub const TASK_PACKAGES: &[&str] = &[
     "run-adf-pipeline",
     "databricks-command",
     "azure-blob",
+    "deploy-adf",
 ];
 
 /// Whether this test process runs task binaries through the launcher ([`SWITCH`]).
