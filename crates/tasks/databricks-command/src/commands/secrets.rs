@@ -94,8 +94,14 @@ fn parse_lines(text: &str) -> Result<Vec<Secret>, TaskError> {
             ));
         };
         let key = key.trim().to_owned();
-        check_secret_name("secret key", &key, false)
-            .map_err(|e| input_error(LINES, format!("{origin}: {e}")))?;
+        // The key is not quoted: when KEY= was forgotten before a value holding '=' (base64
+        // ends with it), the text before '=' is most of the secret.
+        check_secret_name("secret key", &key, false).map_err(|_| {
+            input_error(
+                LINES,
+                format!("{origin}: the text before '=' (not shown: it may be part of a value) is not a secret key of 1-128 letters, digits, '-', '_' or '.'; write one secret per line as KEY=$(secretVariable)"),
+            )
+        })?;
         out.push(Secret {
             key,
             origin,
@@ -389,7 +395,18 @@ mod tests {
             .to_owned();
         assert!(e.contains("line 1") && !e.contains("hunter2"), "{e}");
         let e = parse_lines("bad key=x").unwrap_err().message().to_owned();
-        assert!(e.contains("'bad key'"), "{e}");
+        assert!(e.contains("line 1") && !e.contains("bad key"), "{e}");
+        // A KEY= forgotten before a base64 value: the text before its '=' is the secret.
+        let e = parse_lines("\nc2VjcmV0+/dG9rZW4==")
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(e.contains("line 2") && !e.contains("c2VjcmV0"), "{e}");
+        let e = parse_lines(&format!("{}=x", "k".repeat(200)))
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(e.contains("line 1") && !e.contains("kkkk"), "{e}");
         assert_eq!(unexpanded_macro("$(dbPassword)"), Some("dbPassword"));
         assert_eq!(unexpanded_macro("$(x"), None);
         assert!(check_value("K", "line 1", "")
