@@ -44,11 +44,13 @@ pub fn storage_suffix(environment: &str) -> Option<&'static str> {
 /// Checks a service URL: https, or http to a loopback emulator; returns it with a trailing
 /// slash and no query.
 pub fn service_url(raw: &str, what: &str) -> Result<url::Url, TaskError> {
+    // Errors show the URL without its query: a pasted SAS URL carries the signature there.
+    let shown = raw.trim().split(['?', '#']).next().unwrap_or_default();
     let mut url = url::Url::parse(raw.trim())
-        .map_err(|e| TaskError::new(format!("{what} '{raw}' is not a URL: {e}")))?;
+        .map_err(|e| TaskError::new(format!("{what} '{shown}' is not a URL: {e}")))?;
     if !task_sdk::http::is_secure_or_loopback(&url) {
         return Err(TaskError::new(format!(
-            "{what} '{raw}' must use https (plain http is accepted for a loopback emulator only)"
+            "{what} '{shown}' must use https (plain http is accepted for a loopback emulator only)"
         )));
     }
     url.set_query(None);
@@ -256,6 +258,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(!err.message().contains("s3cr3t"), "{}", err.message());
+        // A SAS URL pasted as the endpoint: the error shows the URL without its query.
+        let err = parse_connection_string(
+            "BlobEndpoint=http://acc.blob.core.windows.net/?sv=1&sig=S1GNATURE;SharedAccessSignature=sv=1&sig=S1GNATURE",
+        )
+        .unwrap_err();
+        assert!(!err.message().contains("S1GNATURE"), "{}", err.message());
+        assert!(
+            err.message()
+                .contains("'http://acc.blob.core.windows.net/'"),
+            "{}",
+            err.message()
+        );
+        let err = service_url("https://[acc/?sig=S1GNATURE", "input 'blobEndpoint'").unwrap_err();
+        assert!(!err.message().contains("S1GNATURE"), "{}", err.message());
         assert!(parse_connection_string("nonsense").is_err());
         assert!(parse_connection_string("AccountName=acc").is_err());
     }

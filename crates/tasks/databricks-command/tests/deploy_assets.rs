@@ -591,6 +591,25 @@ fn update_git_folder_creates_checks_out_and_reports_heads() {
     assert!(
         failed(&run).contains("there is no Git folder at /Workspace/Repos/ci/etl: give 'repoUrl'")
     );
+    // A token in the URL would be stored with the folder and printed: refused, unquoted.
+    let run = databricks(
+        &mut job,
+        &[
+            ("command", "updateGitFolder"),
+            ("gitFolder", folder),
+            ("branch", "main"),
+            (
+                "repoUrl",
+                "https://ci:s3cr3t-pat-value@github.com/acme/etl.git",
+            ),
+        ],
+    );
+    let error = failed(&run);
+    assert!(
+        error.contains("input 'repoUrl' carries a password"),
+        "{error}"
+    );
+    assert!(!run.log().contains("s3cr3t-pat-value"), "{}", run.log());
     let run = databricks(
         &mut job,
         &[

@@ -16,6 +16,17 @@ fn short(commit: &str) -> &str {
     commit.get(..10).unwrap_or(commit)
 }
 
+/// Whether `url`'s authority has `user:password@`.
+fn has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
 fn describe(repo: &Repo) -> String {
     match &repo.branch {
         Some(b) => format!("branch {b} at {}", short(&repo.head_commit_id)),
@@ -84,6 +95,12 @@ async fn resolve(cx: &Cx<'_>, given: &str) -> Result<(Repo, bool), TaskError> {
             "there is no Git folder at {given}: give 'repoUrl' (and 'gitProvider' if the host is not GitHub, GitLab, Bitbucket or Azure DevOps) to create it, or fix the path"
         )));
     };
+    if has_password(&url) {
+        // Not quoted: the password is usually a token.
+        return Err(TaskError::new(
+            "input 'repoUrl' carries a password or token (https://user:password@host/…): Databricks would keep it with the Git folder for everyone to see; give the URL without it and set up Git credentials for the identity in Databricks (Settings > Linked accounts, or the Git credentials API)",
+        ));
+    }
     let provider = match cx.agent.input("gitProvider").map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()) {
         Some(p) => GIT_PROVIDERS
             .iter()
@@ -146,4 +163,18 @@ pub async fn run(cx: &Cx<'_>) -> Result<(), TaskError> {
     out::set_output("headCommit", &updated.head_commit_id, false);
     out::set_output("repoId", &updated.id.to_string(), false);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_password;
+
+    #[test]
+    fn passwords_in_urls() {
+        assert!(has_password("https://ci:tok@github.com/a/b.git"));
+        // Azure DevOps clone URLs name the organisation as the user: no password.
+        assert!(!has_password("https://acme@dev.azure.com/acme/p/_git/r"));
+        assert!(!has_password("https://github.com/a/b.git?x=a:b@c"));
+        assert!(!has_password("git@github.com:a/b.git"));
+    }
 }

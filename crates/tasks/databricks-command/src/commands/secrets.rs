@@ -94,13 +94,28 @@ fn parse_lines(text: &str) -> Result<Vec<Secret>, TaskError> {
             ));
         };
         let key = key.trim().to_owned();
-        check_secret_name("secret key", &key, false)
-            .map_err(|e| input_error(LINES, format!("{origin}: {e}")))?;
+        let value = value.trim_matches([' ', '\t']);
+        if !value.is_empty() && value.chars().all(|c| c == '=') {
+            // Base64 padding: a value written without KEY= in front, whose text before the
+            // '=' would otherwise become the key, be printed and stored as a key name.
+            return Err(input_error(
+                LINES,
+                format!("{origin} (not shown: it may be a value) ends in '=' signs with nothing after them, like a base64 value without a key: write one secret per line as KEY=$(secretVariable)"),
+            ));
+        }
+        // The key is not quoted: when KEY= was forgotten before a value holding '=' (base64
+        // ends with it), the text before '=' is most of the secret.
+        check_secret_name("secret key", &key, false).map_err(|_| {
+            input_error(
+                LINES,
+                format!("{origin}: the text before '=' (not shown: it may be part of a value) is not a secret key of 1-128 letters, digits, '-', '_' or '.'; write one secret per line as KEY=$(secretVariable)"),
+            )
+        })?;
         out.push(Secret {
             key,
             origin,
             // Spaces around '=' are layout, not part of the value.
-            value: value.trim_matches([' ', '\t']).to_owned(),
+            value: value.to_owned(),
         });
     }
     Ok(out)
@@ -389,7 +404,24 @@ mod tests {
             .to_owned();
         assert!(e.contains("line 1") && !e.contains("hunter2"), "{e}");
         let e = parse_lines("bad key=x").unwrap_err().message().to_owned();
-        assert!(e.contains("'bad key'"), "{e}");
+        assert!(e.contains("line 1") && !e.contains("bad key"), "{e}");
+        // A KEY= forgotten before a base64 value: the text before its '=' is the secret.
+        let e = parse_lines("\nc2VjcmV0+/dG9rZW4==")
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(e.contains("line 2") && !e.contains("c2VjcmV0"), "{e}");
+        // The same with a key-like text before the padding.
+        let e = parse_lines("ZGFwaTEyMzQ1Njc4OTA==")
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(e.contains("line 1") && !e.contains("ZGFwaTEy"), "{e}");
+        let e = parse_lines(&format!("{}=x", "k".repeat(200)))
+            .unwrap_err()
+            .message()
+            .to_owned();
+        assert!(e.contains("line 1") && !e.contains("kkkk"), "{e}");
         assert_eq!(unexpanded_macro("$(dbPassword)"), Some("dbPassword"));
         assert_eq!(unexpanded_macro("$(x"), None);
         assert!(check_value("K", "line 1", "")
