@@ -390,3 +390,27 @@ fn deployment_strategy_errors_name_the_line() {
         r.stderr
     );
 }
+
+#[test]
+fn pipeline_start_time_formats_as_a_date_in_runtime_variables() {
+    let yaml = r###"
+variables:
+  day: $[format('{0:yyyyMMdd}', pipeline.startTime)]
+  rev: $[counter(format('{0:yyyyMMdd}', pipeline.startTime), 1)]
+steps:
+- script: echo "day=$(day) rev=$(rev)"
+"###;
+    let (r, _d) = run_pipeline(yaml, &[]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let line = lines(&r.stdout, "day=");
+    assert_eq!(line.len(), 1, "{}", r.stdout);
+    let (day, rev) = line[0]
+        .strip_prefix("day=")
+        .and_then(|l| l.split_once(" rev="))
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        day.len() == 8 && day.starts_with("20") && day.bytes().all(|b| b.is_ascii_digit()),
+        "{day}"
+    );
+    assert_eq!(rev, "1", "{}", r.stdout);
+}

@@ -786,13 +786,24 @@ fn format(template: &str, args: &[Val]) -> Result<String, String> {
                         args.len()
                     )
                 })?;
-                if let Some(spec) = spec {
-                    return Err(format!(
-                        "format('{template}'): the format specifier '{spec}' applies only to dates, not to {}",
-                        value.kind()
-                    ));
+                match spec {
+                    None => out.push_str(&string_arg(value, "format")?),
+                    Some(spec) => {
+                        let date = match value {
+                            Val::Str(text) => parse_date(text),
+                            _ => None,
+                        }
+                        .ok_or_else(|| {
+                            format!(
+                                "format('{template}'): the format specifier '{spec}' applies only to dates (such as pipeline.startTime), not to {}",
+                                value.kind()
+                            )
+                        })?;
+                        let text = format_date(&date, spec)
+                            .map_err(|e| format!("format('{template}'): {e}"))?;
+                        out.push_str(&text);
+                    }
                 }
-                out.push_str(&string_arg(value, "format")?);
                 i += end + 1;
             }
             '}' => {
@@ -805,6 +816,80 @@ fn format(template: &str, args: &[Val]) -> Result<String, String> {
                 i += 1;
             }
         }
+    }
+    Ok(out)
+}
+
+/// A date as `yyyy-MM-ddTHH:mm:ss[.fff][Z]` (how dates such as `pipeline.startTime` are
+/// carried): year, month, day, hour, minute, second, fraction digits.
+fn parse_date(text: &str) -> Option<[u32; 6]> {
+    let b = text.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let s = text.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let date = [
+        num(0..4)?,
+        num(5..7)?,
+        num(8..10)?,
+        num(11..13)?,
+        num(14..16)?,
+        num(17..19)?,
+    ];
+    let ok = (1..=12).contains(&date[1])
+        && (1..=31).contains(&date[2])
+        && date[3] < 24
+        && date[4] < 60
+        && date[5] < 61;
+    ok.then_some(date)
+}
+
+/// A date through the .NET custom format specifiers the service documents for `format`
+/// (yyyy yy MM M dd d HH H mm m ss s f ff fff ffff K); other letters are an error, anything
+/// else is copied.
+fn format_date(date: &[u32; 6], spec: &str) -> Result<String, String> {
+    let [year, month, day, hour, minute, second] = *date;
+    let chars: Vec<char> = spec.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let run = chars[i..].iter().take_while(|x| **x == c).count();
+        match (c, run) {
+            ('y', 4) => out.push_str(&format!("{year:04}")),
+            ('y', 2) => out.push_str(&format!("{:02}", year % 100)),
+            ('M', 2) => out.push_str(&format!("{month:02}")),
+            ('M', 1) => out.push_str(&month.to_string()),
+            ('d', 2) => out.push_str(&format!("{day:02}")),
+            ('d', 1) => out.push_str(&day.to_string()),
+            ('H', 2) => out.push_str(&format!("{hour:02}")),
+            ('H', 1) => out.push_str(&hour.to_string()),
+            ('m', 2) => out.push_str(&format!("{minute:02}")),
+            ('m', 1) => out.push_str(&minute.to_string()),
+            ('s', 2) => out.push_str(&format!("{second:02}")),
+            ('s', 1) => out.push_str(&second.to_string()),
+            ('f', 1..=4) => out.push_str(&"0".repeat(run)),
+            ('K', 1) => out.push('Z'),
+            (c, _) if c.is_ascii_alphabetic() => {
+                return Err(format!(
+                    "the date format specifier '{}' is not one the service documents (yyyy yy MM M dd d HH H mm m ss s f ff fff ffff K)",
+                    chars[i..i + run].iter().collect::<String>()
+                ))
+            }
+            _ => (0..run).for_each(|_| out.push(c)),
+        }
+        i += run;
     }
     Ok(out)
 }
@@ -1192,6 +1277,23 @@ mod tests {
         assert!(value("format('{0:yyyy}', 'a')").is_err());
         assert!(value("format('{1}', 'a')").is_err());
         assert_eq!(text("replace('a-b-c', '-', '_')"), "a_b_c");
+    }
+
+    #[test]
+    fn format_takes_the_documented_date_specifiers() {
+        let date = "'2026-03-07T09:05:04Z'";
+        let f = |spec: &str| value(&format!("format('{{0:{spec}}}', {date})"));
+        assert_eq!(f("yyyyMMdd").unwrap().to_text(), "20260307");
+        assert_eq!(f("yy.M.d").unwrap().to_text(), "26.3.7");
+        assert_eq!(f("HH:mm:ss").unwrap().to_text(), "09:05:04");
+        assert_eq!(f("H-m-s ffK").unwrap().to_text(), "9-5-4 00Z");
+        assert_eq!(
+            text("format('{0:yyyy}-{1}', '2026-12-31T23:59:59.123Z', 'x')"),
+            "2026-x"
+        );
+        let bad = f("yyyyMMMdd").unwrap_err();
+        assert!(bad.contains("'MMM'") && bad.contains("documents"), "{bad}");
+        assert!(value("format('{0:yyyy}', '2026-13-01T00:00:00Z')").is_err());
         assert_eq!(text("upper(lower('MiX'))"), "MIX");
         assert_eq!(text("trim('  x ')"), "x");
         assert_eq!(text("coalesce('', null, 'z')"), "z");

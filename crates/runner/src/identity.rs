@@ -16,6 +16,8 @@ pub struct RunIdentity {
     pub build_number: String,
     /// `System.JobAttempt` (and stage/phase attempts): 1, or `--attempt N`.
     pub attempt: u32,
+    /// `pipeline.startTime` of runtime expressions: when this run started, UTC, ISO 8601.
+    pub start_time: String,
 }
 
 impl RunIdentity {
@@ -26,6 +28,7 @@ impl RunIdentity {
             plan_id: guid(),
             build_id,
             build_number: format!("{}.{build_id}", today()),
+            start_time: now_iso8601(),
             attempt,
         }
     }
@@ -106,6 +109,22 @@ fn today() -> String {
         .unwrap_or(0);
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
     format!("{y:04}{m:02}{d:02}")
+}
+
+/// Now (UTC) as `yyyy-MM-ddTHH:mm:ssZ`.
+fn now_iso8601() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let t = secs % 86_400;
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

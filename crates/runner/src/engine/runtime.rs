@@ -124,6 +124,18 @@ fn stage_dependencies(stages: &[StageRecord], depends_on: &[String]) -> Val {
     )
 }
 
+/// The `pipeline` context of runtime expressions: `pipeline.startTime` (a date that
+/// `format('{0:yyyyMMdd}', pipeline.startTime)` formats, as in `counter` build numbers).
+pub(super) fn pipeline_context(identity: &crate::identity::RunIdentity) -> (String, Val) {
+    (
+        "pipeline".into(),
+        Val::Object(vec![(
+            "startTime".into(),
+            Val::Str(identity.start_time.clone()),
+        )]),
+    )
+}
+
 /// The contexts of a job's condition and `$[ ]` variables: `dependencies` (the jobs of its
 /// stage it depends on) and `stageDependencies` (the stages its stage depends on).
 pub(super) fn job_contexts(

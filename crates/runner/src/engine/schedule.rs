@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::runtime::{self, job_contexts, stage_contexts, JobRecord, RuntimeScope, StageRecord};
+use super::runtime::{
+    self, job_contexts, pipeline_context, stage_contexts, JobRecord, RuntimeScope, StageRecord,
+};
 use super::{worst, Engine, JobState, RunResult};
 use crate::expr::{Outcome, Scope};
 use crate::output::{Printer, Row};
@@ -21,7 +23,8 @@ impl Engine<'_> {
         );
         for stage in stage_refs {
             let deps = dependency_outcomes(&stage.depends_on, &stage_outcomes);
-            let contexts = stage_contexts(&self.stages_done, &stage.depends_on);
+            let mut contexts = stage_contexts(&self.stages_done, &stage.depends_on);
+            contexts.push(pipeline_context(&self.settings.identity));
             let (vars, errors) =
                 self.scope_variables(pipeline, Some(stage), None, None, &contexts, &deps);
             let scope = RuntimeScope {
@@ -105,12 +108,13 @@ impl Engine<'_> {
             |j| j.depends_on.as_slice(),
         ) {
             let deps = dependency_outcomes(&job.depends_on, &outcomes);
-            let contexts = job_contexts(
+            let mut contexts = job_contexts(
                 &records,
                 &job.depends_on,
                 &self.stages_done,
                 &stage.depends_on,
             );
+            contexts.push(pipeline_context(&self.settings.identity));
             let (vars, errors) =
                 self.scope_variables(pipeline, Some(stage), Some(job), None, &contexts, &deps);
             let scope = RuntimeScope {
