@@ -400,7 +400,16 @@ variables:
 steps:
 - script: echo "day=$(day) rev=$(rev)"
 "###;
-    let (r, _d) = run_pipeline(yaml, &[]);
+    // Its own state folder: counters are kept per sources folder, across runs.
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("azure-pipelines.yml");
+    std::fs::write(&file, yaml).unwrap();
+    let r = e2e::run_cmd(
+        e2e::azp_local()
+            .args(["run", file.to_str().unwrap()])
+            .env("XDG_STATE_HOME", state.path()),
+    );
     assert_eq!(r.code, 0, "{}", r.all());
     let line = lines(&r.stdout, "day=");
     assert_eq!(line.len(), 1, "{}", r.stdout);
