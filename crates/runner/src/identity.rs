@@ -24,11 +24,14 @@ impl RunIdentity {
     /// A new identity; the build id comes from the counter in `state_dir`.
     pub fn new(state_dir: &Path, attempt: u32) -> RunIdentity {
         let build_id = next_build_id(state_dir);
+        let start_time = now_iso8601();
+        // The build number's date is the start time's, so the two never straddle midnight.
+        let day: String = start_time[..10].chars().filter(|c| *c != '-').collect();
         RunIdentity {
             plan_id: guid(),
             build_id,
-            build_number: format!("{}.{build_id}", today()),
-            start_time: now_iso8601(),
+            build_number: format!("{day}.{build_id}"),
+            start_time,
             attempt,
         }
     }
@@ -99,16 +102,6 @@ pub fn next_build_id(dir: &Path) -> u64 {
         }
     }
     next
-}
-
-/// Today's date (UTC) as `yyyyMMdd`.
-fn today() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    format!("{y:04}{m:02}{d:02}")
 }
 
 /// Now (UTC) as `yyyy-MM-ddTHH:mm:ssZ`.
