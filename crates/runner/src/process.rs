@@ -239,7 +239,9 @@ mod tests {
         let started = Instant::now();
         let (ended, lines) = bash(
             "trap 'echo got SIGINT; exit 7' INT; echo ready; while true; do sleep 0.05; done",
-            Some(Duration::from_millis(300)),
+            // Long enough for bash to install its trap on a loaded machine (at 300 ms a busy
+            // CI run once sent SIGINT first and bash died of it instead of trapping it).
+            Some(Duration::from_millis(1500)),
         );
         assert!(ended.timed_out);
         assert_eq!(ended.code, Some(7));
