@@ -37,7 +37,8 @@ struct Handle {
 impl Workspace {
     /// Uploads `content` to DBFS: one `put` up to [`DBFS_MAX_BLOCK_BYTES`], else a stream of
     /// 1 MB blocks. Without `overwrite` an existing file is [`Error::AlreadyExists`]. A stream
-    /// that fails half-way is deleted (best effort) so no truncated file is left behind.
+    /// that fails half-way leaves no truncated file and, when overwriting, the old file as it
+    /// was: the new content is streamed next to it and renamed into place once complete.
     /// Returns the number of requests made.
     pub async fn upload_dbfs_file(
         &self,
@@ -46,15 +47,27 @@ impl Workspace {
         overwrite: bool,
     ) -> Result<u32, Error> {
         let api_path = dbfs_api_path(path);
-        let subject = format!("dbfs:{api_path}");
         if content.len() <= DBFS_MAX_BLOCK_BYTES {
             let body = json!({ "path": api_path, "contents": B64.encode(content), "overwrite": overwrite });
+            let subject = format!("dbfs:{api_path}");
             let call = Call::post("/api/2.0/dbfs/put", body).about(&subject);
             let call = if overwrite { call.replay_safe() } else { call };
             self.send::<serde_json::Value>(call).await?;
             return Ok(1);
         }
-        let body = json!({ "path": api_path, "overwrite": overwrite });
+        if !overwrite {
+            return self.stream_dbfs_file(api_path, content).await;
+        }
+        let staging = format!("{api_path}.uploading-{}", unique_suffix());
+        let streamed = self.stream_dbfs_file(&staging, content).await?;
+        Ok(streamed + self.replace_dbfs_file(&staging, api_path).await?)
+    }
+
+    /// `create`, `add-block`s, `close` to a path that must not exist yet; on failure the
+    /// partial file (ours: `create` claimed a free path) is deleted, best effort.
+    async fn stream_dbfs_file(&self, api_path: &str, content: &[u8]) -> Result<u32, Error> {
+        let body = json!({ "path": api_path, "overwrite": false });
+        let subject = format!("dbfs:{api_path}");
         let handle: Handle = self
             .send(Call::post("/api/2.0/dbfs/create", body).about(&subject))
             .await?;
@@ -74,13 +87,60 @@ impl Workspace {
         }
         .await;
         if let Err(error) = streamed {
-            let body = json!({ "path": api_path, "recursive": false });
-            let _ = self
-                .send::<serde_json::Value>(Call::post("/api/2.0/dbfs/delete", body))
-                .await;
+            let _ = self.delete_dbfs_path(api_path).await;
             return Err(error);
         }
         Ok(requests)
+    }
+
+    /// Puts the complete file at `staging` in the place of `target`: the old file is moved
+    /// aside, the new one renamed in, the old one deleted. If the rename fails, the old file
+    /// is moved back and `staging` deleted, so `target` is never lost.
+    async fn replace_dbfs_file(&self, staging: &str, target: &str) -> Result<u32, Error> {
+        let aside = format!("{staging}.previous");
+        let mut requests = 1;
+        let existed = match self.dbfs_file_metadata(target).await {
+            Ok(meta) => meta.is_some(),
+            Err(error) => {
+                let _ = self.delete_dbfs_path(staging).await;
+                return Err(error);
+            }
+        };
+        if existed {
+            if let Err(error) = self.move_dbfs_path(target, &aside).await {
+                let _ = self.delete_dbfs_path(staging).await;
+                return Err(error);
+            }
+            requests += 1;
+        }
+        if let Err(error) = self.move_dbfs_path(staging, target).await {
+            if existed {
+                let _ = self.move_dbfs_path(&aside, target).await;
+            }
+            let _ = self.delete_dbfs_path(staging).await;
+            return Err(error);
+        }
+        requests += 1;
+        if existed {
+            // The new file is in place; an old copy left over is only clutter.
+            let _ = self.delete_dbfs_path(&aside).await;
+            requests += 1;
+        }
+        Ok(requests)
+    }
+
+    async fn move_dbfs_path(&self, source: &str, destination: &str) -> Result<(), Error> {
+        let body = json!({ "source_path": source, "destination_path": destination });
+        let subject = format!("dbfs:{destination}");
+        let call = Call::post("/api/2.0/dbfs/move", body).about(&subject);
+        self.send::<serde_json::Value>(call).await.map(drop)
+    }
+
+    async fn delete_dbfs_path(&self, api_path: &str) -> Result<(), Error> {
+        let body = json!({ "path": api_path, "recursive": false });
+        self.send::<serde_json::Value>(Call::post("/api/2.0/dbfs/delete", body))
+            .await
+            .map(drop)
     }
 
     /// Size and modification time of a DBFS file; `None` when nothing (or a directory) is there.
@@ -174,4 +234,12 @@ impl Workspace {
             .await
             .map(drop)
     }
+}
+
+/// A suffix no other upload uses at the same time: this process and the current time.
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
 }

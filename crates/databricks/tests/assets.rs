@@ -15,6 +15,53 @@ fn with_volume() -> Options {
     }
 }
 
+/// Overwriting a file past the `put` limit never loses the old one: a stream that fails
+/// half-way leaves it as it was, and a complete one replaces it without leftovers.
+#[tokio::test]
+async fn dbfs_overwrite_keeps_the_old_file_when_the_stream_fails() {
+    // Blocks: 3 for the first upload, then the second block of the overwrite fails.
+    let rule: databricks_emulator::FaultRule = "POST /api/2.0/dbfs/add-block 400 offset=4 times=1"
+        .parse()
+        .unwrap();
+    let (emu, ws) = start(Options {
+        fault_rules: vec![rule],
+        ..options()
+    })
+    .await;
+    let old: Vec<u8> = vec![1; DBFS_MAX_BLOCK_BYTES * 2 + 1];
+    let new: Vec<u8> = vec![2; DBFS_MAX_BLOCK_BYTES * 3];
+    ws.upload_dbfs_file("dbfs:/x/big", &old, false)
+        .await
+        .unwrap();
+    ws.upload_dbfs_file("dbfs:/x/big", &new, true)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        emu.dbfs_file("/x/big").unwrap(),
+        old,
+        "the old file is intact"
+    );
+    let names = |listed: Vec<(String, u64)>| listed.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    assert_eq!(
+        names(ws.list_dbfs_files("dbfs:/x").await.unwrap().unwrap()),
+        ["big"]
+    );
+
+    ws.upload_dbfs_file("dbfs:/x/big", &new, true)
+        .await
+        .unwrap();
+    assert_eq!(emu.dbfs_file("/x/big").unwrap(), new);
+    assert_eq!(
+        names(ws.list_dbfs_files("dbfs:/x").await.unwrap().unwrap()),
+        ["big"]
+    );
+    // A new file by overwrite has nothing to move aside.
+    ws.upload_dbfs_file("dbfs:/x/other", &new, true)
+        .await
+        .unwrap();
+    assert_eq!(emu.dbfs_file("/x/other").unwrap(), new);
+}
+
 #[tokio::test]
 async fn secrets_scopes_values_and_acls() {
     let (emu, ws) = start(options()).await;

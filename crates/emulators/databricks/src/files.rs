@@ -520,6 +520,63 @@ impl Dbfs {
         Ok(())
     }
 
+    /// `dbfs/move`: renames a file, or a directory with everything under it. The destination
+    /// must not exist; its parent folders are created.
+    pub fn rename(&mut self, source: &str, destination: &str) -> ApiResult<()> {
+        let (source, destination) = (dbfs_path(source)?, dbfs_path(destination)?);
+        let is_dir = source != "/" && self.tree.dirs.contains(&source);
+        if !is_dir && !self.tree.files.contains_key(&source) {
+            return Err(dbfs_not_found(&source));
+        }
+        if destination == "/"
+            || self.tree.dirs.contains(&destination)
+            || self.tree.files.contains_key(&destination)
+        {
+            return Err(ApiError::already_exists(format!(
+                "A file or directory already exists at the destination path dbfs:{destination}."
+            )));
+        }
+        if destination.starts_with(&format!("{source}/")) {
+            return Err(ApiError::invalid(format!(
+                "Cannot move dbfs:{source} into itself (dbfs:{destination})."
+            )));
+        }
+        self.check_writable(&destination, false)?;
+        if let Some(file) = self.tree.files.remove(&source) {
+            self.tree.add_parents(&destination, "");
+            self.tree.files.insert(destination, file);
+            return Ok(());
+        }
+        let prefix = format!("{source}/");
+        let moved = |p: &str| format!("{destination}/{}", &p[prefix.len()..]);
+        let files: Vec<String> = self
+            .tree
+            .files
+            .keys()
+            .filter(|p| p.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for p in files {
+            let file = self.tree.files.remove(&p).expect("listed above");
+            self.tree.files.insert(moved(&p), file);
+        }
+        let dirs: Vec<String> = self
+            .tree
+            .dirs
+            .iter()
+            .filter(|p| p.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for p in dirs {
+            self.tree.dirs.remove(&p);
+            self.tree.dirs.insert(moved(&p));
+        }
+        self.tree.dirs.remove(&source);
+        self.tree.dirs.insert(destination.clone());
+        self.tree.add_parents(&destination, "");
+        Ok(())
+    }
+
     pub fn exists(&self, path: &str) -> bool {
         self.file(path).is_some()
     }
@@ -614,5 +671,35 @@ mod tests {
             StatusCode::NOT_FOUND
         );
         assert_eq!(d.get_status("/FileStore").unwrap()["is_dir"], true);
+    }
+
+    #[test]
+    fn dbfs_move_renames_files_and_folders_but_never_over_something() {
+        let mut d = Dbfs::default();
+        d.put("/a/x.txt", b"x".to_vec(), false, 1).unwrap();
+        d.put("/a/sub/y.txt", b"y".to_vec(), false, 1).unwrap();
+        d.put("/b.txt", b"b".to_vec(), false, 1).unwrap();
+        let code = |e: ApiError| e.error_code;
+        assert_eq!(
+            code(d.rename("/b.txt", "/a/x.txt").unwrap_err()),
+            "RESOURCE_ALREADY_EXISTS"
+        );
+        assert_eq!(
+            code(d.rename("/none", "/c").unwrap_err()),
+            "RESOURCE_DOES_NOT_EXIST"
+        );
+        assert_eq!(
+            code(d.rename("/a", "/a/inside").unwrap_err()),
+            "INVALID_PARAMETER_VALUE"
+        );
+        d.rename("/b.txt", "/new/b.txt").unwrap();
+        assert!(d.exists("/new/b.txt") && !d.exists("/b.txt"));
+        d.rename("/a", "/z").unwrap();
+        assert_eq!(d.file("/z/sub/y.txt").unwrap().data, b"y");
+        assert_eq!(
+            code(d.get_status("/a").unwrap_err()),
+            "RESOURCE_DOES_NOT_EXIST"
+        );
+        assert_eq!(d.get_status("/z/sub").unwrap()["is_dir"], true);
     }
 }

@@ -58,6 +58,7 @@ pub fn routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
         .route(&d("list"), get(dbfs_list))
         .route(&d("read"), get(dbfs_read))
         .route(&d("delete"), post(dbfs_delete))
+        .route(&d("move"), post(dbfs_move))
         .route("/api/2.0/libraries/install", post(install))
         .route("/api/2.0/libraries/uninstall", post(uninstall))
         .route("/api/2.0/libraries/cluster-status", get(cluster_status))
@@ -360,6 +361,15 @@ async fn dbfs_list(State(shared): App, query: Query) -> ApiResult<Json<Value>> {
     Ok(Json(
         lock(&shared.stores.dbfs)?.list(query_required(&query, "path")?)?,
     ))
+}
+
+async fn dbfs_move(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> {
+    let body = json_body(&body)?;
+    lock(&shared.stores.dbfs)?.rename(
+        required(&body, "source_path")?,
+        required(&body, "destination_path")?,
+    )?;
+    Ok(ok())
 }
 
 async fn dbfs_read(State(shared): App, query: Query) -> ApiResult<Json<Value>> {
