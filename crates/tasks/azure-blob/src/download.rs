@@ -28,7 +28,13 @@ pub fn local_path(destination: &Path, prefix: &str, name: &str) -> Result<PathBu
         .trim_start_matches('/');
     let mut path = destination.to_owned();
     for part in relative.split('/').filter(|p| !p.is_empty()) {
-        if part == ".." || part == "." || part.contains('\\') {
+        // One plain component on this platform: on Windows, `C:x` or `a:b` would name another
+        // drive or a stream, which `push` would follow out of the destination.
+        let plain = matches!(
+            Path::new(part).components().collect::<Vec<_>>().as_slice(),
+            [std::path::Component::Normal(_)]
+        );
+        if !plain || part == ".." || part == "." || part.contains('\\') {
             return Err(format!(
                 "blob '{name}' has a name that cannot be a local path"
             ));
@@ -164,7 +170,7 @@ async fn fetch(store: &Store, blob: &Remote, path: &Path) -> Result<u64, String>
         .content_md5
         .clone()
         .or_else(|| blob.md5.clone());
-    let mut temp = tempfile_in(parent)?;
+    let mut temp = PartFile::create_in(parent)?;
     let mut hasher = <md5::Md5 as md5::Digest>::new();
     let mut size = 0u64;
     let mut body = response.body;
@@ -173,47 +179,82 @@ async fn fetch(store: &Store, blob: &Remote, path: &Path) -> Result<u64, String>
             .map_err(|e| describe(&e, &format!("download blob '{}'", blob.name), &store.name))?;
         md5::Digest::update(&mut hasher, &chunk);
         size += chunk.len() as u64;
-        temp.1
-            .write_all(&chunk)
-            .map_err(|e| format!("cannot write '{}': {e}", temp.0.display()))?;
+        temp.write_all(&chunk)?;
     }
-    temp.1
-        .flush()
-        .map_err(|e| format!("cannot write '{}': {e}", temp.0.display()))?;
-    drop(temp.1);
+    temp.flush()?;
     if let Some(expected) = expected.filter(|m| !m.is_empty()) {
         if md5::Digest::finalize(hasher).to_vec() != expected {
-            let _ = std::fs::remove_file(&temp.0);
             return Err(format!(
                 "blob '{}' arrived corrupted (its MD5 does not match its Content-MD5)",
                 blob.name
             ));
         }
     }
-    std::fs::rename(&temp.0, path).map_err(|e| {
-        let _ = std::fs::remove_file(&temp.0);
-        format!("cannot write '{}': {e}", path.display())
-    })?;
+    temp.persist(path)?;
     Ok(size)
 }
 
-fn tempfile_in(dir: &Path) -> Result<(PathBuf, std::fs::File), String> {
-    for _ in 0..8 {
-        let path = dir.join(format!(".azureblob-{:016x}.part", fastrand::u64(..)));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(file) => return Ok((path, file)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("cannot write in '{}': {e}", dir.display())),
+/// A download's temporary `.part` file beside its target, removed unless it is renamed into
+/// place: a failed or interrupted download leaves neither a partial file nor a stray `.part`.
+struct PartFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl PartFile {
+    fn create_in(dir: &Path) -> Result<PartFile, String> {
+        for _ in 0..8 {
+            let path = dir.join(format!(".azureblob-{:016x}.part", fastrand::u64(..)));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(PartFile {
+                        path,
+                        file: Some(file),
+                    })
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(format!("cannot write in '{}': {e}", dir.display())),
+            }
+        }
+        Err(format!(
+            "cannot create a temporary file in '{}'",
+            dir.display()
+        ))
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let file = self.file.as_mut().expect("open until persisted");
+        file.write_all(bytes)
+            .map_err(|e| format!("cannot write '{}': {e}", self.path.display()))
+    }
+
+    fn flush(&mut self) -> Result<(), String> {
+        let file = self.file.as_mut().expect("open until persisted");
+        file.flush()
+            .map_err(|e| format!("cannot write '{}': {e}", self.path.display()))
+    }
+
+    /// Closes the file and renames it to `target`.
+    fn persist(mut self, target: &Path) -> Result<(), String> {
+        drop(self.file.take());
+        std::fs::rename(&self.path, target)
+            .map_err(|e| format!("cannot write '{}': {e}", target.display()))?;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        drop(self.file.take());
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
         }
     }
-    Err(format!(
-        "cannot create a temporary file in '{}'",
-        dir.display()
-    ))
 }
 
 #[cfg(test)]
@@ -228,5 +269,26 @@ mod tests {
             Path::new("/d/a/b.csv")
         );
         assert!(local_path(d, "", "../etc/passwd").is_err());
+        assert!(local_path(d, "", "a/./b").is_err());
+        // A drive or stream name is a path of its own on Windows, a plain name elsewhere.
+        assert_eq!(local_path(d, "", "a/C:x").is_err(), cfg!(windows));
+    }
+
+    #[test]
+    fn a_part_file_is_removed_unless_persisted() {
+        let dir = std::env::temp_dir().join(format!("azureblob-part-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let entries = || std::fs::read_dir(&dir).unwrap().count();
+        let mut abandoned = PartFile::create_in(&dir).unwrap();
+        abandoned.write_all(b"half").unwrap();
+        assert_eq!(entries(), 1);
+        drop(abandoned);
+        assert_eq!(entries(), 0, "a failed download leaves no .part file");
+        let mut done = PartFile::create_in(&dir).unwrap();
+        done.write_all(b"whole").unwrap();
+        done.persist(&dir.join("file.csv")).unwrap();
+        assert_eq!(std::fs::read(dir.join("file.csv")).unwrap(), b"whole");
+        assert_eq!(entries(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
