@@ -1,6 +1,13 @@
 //! `--emulators`: the Databricks and Azure emulators started in-process, Azurite (the Azure
 //! Storage emulator, a Node package) as a child process when node and the package are present,
 //! and the variables and service connection a pipeline uses to reach them.
+//!
+//! The emulators are linked as the real services are: the Databricks emulator accepts the
+//! Entra ID tokens the Azure emulator issues for the Azure Databricks resource, so a Data
+//! Factory `DatabricksNotebook` activity whose linked service points at `$(DATABRICKS_URL)`
+//! with managed identity authentication runs its notebook there.
+
+use std::sync::{Arc, Weak};
 
 use crate::endpoints::Endpoint;
 use crate::varsfile::VarValue;
@@ -14,7 +21,7 @@ pub const VOLUME: &str = "main.default.files";
 
 pub struct Emulators {
     pub databricks: databricks_emulator::Emulator,
-    pub azure: azure_emulator::Emulator,
+    pub azure: Arc<azure_emulator::Emulator>,
     pub variables: Vec<(String, VarValue)>,
     pub endpoint: Endpoint,
     pub azurite: Option<Azurite>,
@@ -87,6 +94,21 @@ fn start_azurite() -> Result<(Azurite, u16), String> {
     Ok((azurite, port))
 }
 
+/// Accepts what Azure Databricks accepts besides its own tokens: unexpired Entra ID access
+/// tokens for the Azure Databricks resource, here those the Azure emulator issued (to a
+/// service connection, or to a factory's managed identity). Weak: the check must not keep the
+/// Azure emulator running after azp-local drops it.
+fn entra_tokens_of(azure: Weak<azure_emulator::Emulator>) -> databricks_emulator::TokenCheck {
+    databricks_emulator::TokenCheck::new(move |token| {
+        azure
+            .upgrade()
+            .and_then(|azure| azure.token_audience(token))
+            .is_some_and(|audience| {
+                audience.trim_end_matches('/') == azure_emulator::DATABRICKS_RESOURCE
+            })
+    })
+}
+
 fn var(name: &str, value: impl Into<String>, secret: bool) -> (String, VarValue) {
     (
         name.to_owned(),
@@ -98,22 +120,25 @@ fn var(name: &str, value: impl Into<String>, secret: bool) -> (String, VarValue)
 }
 
 pub fn start() -> Result<Emulators, String> {
+    let azure = Arc::new(
+        azure_emulator::Emulator::start_blocking(azure_emulator::Options {
+            // A Data Factory run shows each state once instead of lingering: local runs are for
+            // seeing the pipeline work, not for waiting.
+            adf_queued_polls: 0,
+            adf_in_progress_polls: 1,
+            ..Default::default()
+        })
+        .map_err(|e| format!("cannot start the Azure emulator: {e}"))?,
+    );
     let token = format!("dapi{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let databricks = databricks_emulator::Emulator::start_blocking(databricks_emulator::Options {
         tokens: vec![token.clone()],
+        token_check: Some(entra_tokens_of(Arc::downgrade(&azure))),
         // A volume for uploadFiles and library files (`$(DATABRICKS_VOLUME)`).
         volumes: vec![VOLUME.to_owned()],
         ..Default::default()
     })
     .map_err(|e| format!("cannot start the Databricks emulator: {e}"))?;
-    let azure = azure_emulator::Emulator::start_blocking(azure_emulator::Options {
-        // A Data Factory run shows each state once instead of lingering: local runs are for
-        // seeing the pipeline work, not for waiting.
-        adf_queued_polls: 0,
-        adf_in_progress_polls: 1,
-        ..Default::default()
-    })
-    .map_err(|e| format!("cannot start the Azure emulator: {e}"))?;
     let env = azure.service_connection_env(
         AZURE_RM_CONNECTION_ID,
         azure_emulator::Scheme::ServicePrincipal,
