@@ -42,7 +42,7 @@ impl Drop for Azurite {
 }
 
 /// Azurite's well-known development account and key (published by Microsoft; not a secret,
-/// but the connection string is marked secret as a real one would be).
+/// but the key and the connection string are marked secret as real ones would be).
 const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
@@ -120,6 +120,17 @@ fn var(name: &str, value: impl Into<String>, secret: bool) -> (String, VarValue)
 }
 
 pub fn start() -> Result<Emulators, String> {
+    // Azurite first: notebooks on the Databricks emulator reach the development account there.
+    let (azurite, blob_endpoint) = match start_azurite() {
+        Ok((azurite, port)) => (
+            Some(azurite),
+            Some(format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")),
+        ),
+        Err(why) => {
+            eprintln!("azp-local: Azurite not started, AZURE_STORAGE_* not defined: {why}");
+            (None, None)
+        }
+    };
     let azure = Arc::new(
         azure_emulator::Emulator::start_blocking(azure_emulator::Options {
             // A Data Factory run shows each state once instead of lingering: local runs are for
@@ -136,6 +147,11 @@ pub fn start() -> Result<Emulators, String> {
         token_check: Some(entra_tokens_of(Arc::downgrade(&azure))),
         // A volume for uploadFiles and library files (`$(DATABRICKS_VOLUME)`).
         volumes: vec![VOLUME.to_owned()],
+        // dbutils.fs on wasbs://…@devstoreaccount1.blob.core.windows.net reaches Azurite.
+        blob_endpoints: blob_endpoint
+            .iter()
+            .map(|e| (AZURITE_ACCOUNT.to_owned(), e.clone()))
+            .collect(),
         ..Default::default()
     })
     .map_err(|e| format!("cannot start the Databricks emulator: {e}"))?;
@@ -169,25 +185,18 @@ pub fn start() -> Result<Emulators, String> {
             false,
         ),
     ];
-    let azurite = match start_azurite() {
-        Ok((azurite, port)) => {
-            let endpoint = format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
-            variables.extend([
-                var("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT, false),
-                var("AZURE_STORAGE_BLOB_ENDPOINT", endpoint.clone(), false),
-                var(
-                    "AZURE_STORAGE_CONNECTION_STRING",
-                    format!("DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"),
-                    true,
-                ),
-            ]);
-            Some(azurite)
-        }
-        Err(why) => {
-            eprintln!("azp-local: Azurite not started, AZURE_STORAGE_* not defined: {why}");
-            None
-        }
-    };
+    if let Some(endpoint) = &blob_endpoint {
+        variables.extend([
+            var("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT, false),
+            var("AZURE_STORAGE_BLOB_ENDPOINT", endpoint.clone(), false),
+            var("AZURE_STORAGE_KEY", AZURITE_KEY, true),
+            var(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!("DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"),
+                true,
+            ),
+        ]);
+    }
     Ok(Emulators {
         databricks,
         azure,
