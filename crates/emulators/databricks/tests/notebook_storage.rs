@@ -224,6 +224,30 @@ async fn secrets_come_from_the_scopes_and_are_redacted_in_what_the_run_shows() {
     let out = run("p = dbutils.secrets.get('App', 'db-password')\nraise RuntimeError('cannot log in with ' + p)\n").await;
     assert_eq!(out["error"], "RuntimeError: cannot log in with [REDACTED]");
     assert!(!out.to_string().contains("pa55-w0rd"), "{out}");
+    // A Python file task's printed output (the run's logs) is redacted too.
+    let (s, b) = c
+        .post(
+            "/api/2.0/workspace/import",
+            json!({"path": "/Shared/job.py", "format": "AUTO", "overwrite": true,
+                   "content": b64("import sys\nprint('password:', dbutils.secrets.get('app', 'db-password'))\nprint(sys.argv[1:])\n")}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = c
+        .post(
+            "/api/2.2/jobs/runs/submit",
+            json!({"run_name": "file", "tasks": [{"task_key": "main",
+                "existing_cluster_id": databricks_emulator::DEFAULT_CLUSTER_ID,
+                "spark_python_task": {"python_file": "/Shared/job.py", "parameters": ["--x"]}}]}),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let file_run = c.wait(b["run_id"].as_u64().unwrap()).await;
+    let (_, out) = c
+        .output(file_run["tasks"][0]["run_id"].as_u64().unwrap())
+        .await;
+    assert_eq!(out["logs"], "password: [REDACTED]\n['--x']\n", "{out}");
+
     let out = run("dbutils.secrets.get('App', 'nope')\n").await;
     assert_eq!(
         out["error"],
