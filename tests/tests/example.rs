@@ -1,8 +1,18 @@
 //! The README's main command: the seed's data-ingestion pipeline (examples/data-ingestion)
-//! runs green against the emulators, and a broken variant (bad data that the test notebook
+//! runs green against the emulators (the input staged to Azurite, the Data Factory pipeline
+//! running the data-preparation notebook on the Databricks emulator, which writes the output
+//! blob that the test notebook checks), and a broken variant (bad data that the test notebook
 //! rejects) exits non-zero with the notebook's error in the log.
 
+use azure_task_testkit::azurite::KEY as STORAGE_KEY;
 use e2e::{repo_root, run};
+
+/// Nothing secret in the log: the Databricks token, the storage key and its connection string.
+fn assert_no_secrets(r: &e2e::Run) {
+    assert!(!r.stdout.contains("dapi"), "{}", r.stdout);
+    assert!(!r.all().contains(STORAGE_KEY), "{}", r.all());
+    assert!(!r.all().contains(&STORAGE_KEY[..20]), "{}", r.all());
+}
 
 fn run_example(extra: &[&str]) -> e2e::Run {
     e2e::ensure_tasks_built();
@@ -30,9 +40,10 @@ fn data_ingestion_pipeline_is_green_on_the_emulators() {
         // Deployment jobs show their lifecycle hook.
         "Deploy_to_Databricks / deploy / Deploy (copy) data processing notebook",
         "Deploy_to_ADF / deploy / Deploy ADF resources",
+        "Deploy_to_Databricks / deploy / Put the storage key in the secret scope",
         "Integration_test_job / Stage input data",
         "Integration_test_job / Execute ADF Pipeline",
-        "Integration_test_job / Fetch the staged input",
+        "Integration_test_job / Check the prepared data landed",
         "Integration_test_job / Wait until the testing is done",
     ] {
         assert_eq!(r.result_of(step), Some("Succeeded"), "{step}: {}", r.stdout);
@@ -42,8 +53,21 @@ fn data_ingestion_pipeline_is_green_on_the_emulators() {
         "the test notebook's exit value: {}",
         r.stdout
     );
-    // The emulator's token is a secret.
-    assert!(!r.stdout.contains("dapi"), "{}", r.stdout);
+    // The prepared blob is what the pipeline's notebook wrote: there was no other writer.
+    assert!(
+        r.stdout.contains("Found blob http://127.0.0.1:")
+            && r.stdout
+                .contains("/devstoreaccount1/prepared-data/ingestion/driver_prediction_bin.csv"),
+        "{}",
+        r.stdout
+    );
+    // The scope's name is not a secret (only the key in it is).
+    assert!(
+        r.stdout.contains("created scope 'devops-ds'"),
+        "{}",
+        r.stdout
+    );
+    assert_no_secrets(&r);
 }
 
 #[test]
@@ -62,6 +86,14 @@ fn broken_data_fails_the_pipeline_with_the_notebook_error() {
         "{}",
         r.stdout
     );
+    // The pipeline itself ran: the bad rows went through data preparation.
+    assert_eq!(
+        r.result_of("Execute ADF Pipeline"),
+        Some("Succeeded"),
+        "{}",
+        r.stdout
+    );
+    assert_no_secrets(&r);
 }
 
 #[test]

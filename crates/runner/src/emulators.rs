@@ -1,6 +1,13 @@
 //! `--emulators`: the Databricks and Azure emulators started in-process, Azurite (the Azure
 //! Storage emulator, a Node package) as a child process when node and the package are present,
 //! and the variables and service connection a pipeline uses to reach them.
+//!
+//! The emulators are linked as the real services are: the Databricks emulator accepts the
+//! Entra ID tokens the Azure emulator issues for the Azure Databricks resource, so a Data
+//! Factory `DatabricksNotebook` activity whose linked service points at `$(DATABRICKS_URL)`
+//! with managed identity authentication runs its notebook there.
+
+use std::sync::{Arc, Weak};
 
 use crate::endpoints::Endpoint;
 use crate::varsfile::VarValue;
@@ -14,7 +21,7 @@ pub const VOLUME: &str = "main.default.files";
 
 pub struct Emulators {
     pub databricks: databricks_emulator::Emulator,
-    pub azure: azure_emulator::Emulator,
+    pub azure: Arc<azure_emulator::Emulator>,
     pub variables: Vec<(String, VarValue)>,
     pub endpoint: Endpoint,
     pub azurite: Option<Azurite>,
@@ -35,7 +42,7 @@ impl Drop for Azurite {
 }
 
 /// Azurite's well-known development account and key (published by Microsoft; not a secret,
-/// but the connection string is marked secret as a real one would be).
+/// but the key and the connection string are marked secret as real ones would be).
 const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
@@ -87,6 +94,21 @@ fn start_azurite() -> Result<(Azurite, u16), String> {
     Ok((azurite, port))
 }
 
+/// Accepts what Azure Databricks accepts besides its own tokens: unexpired Entra ID access
+/// tokens for the Azure Databricks resource, here those the Azure emulator issued (to a
+/// service connection, or to a factory's managed identity). Weak: the check must not keep the
+/// Azure emulator running after azp-local drops it.
+fn entra_tokens_of(azure: Weak<azure_emulator::Emulator>) -> databricks_emulator::TokenCheck {
+    databricks_emulator::TokenCheck::new(move |token| {
+        azure
+            .upgrade()
+            .and_then(|azure| azure.token_audience(token))
+            .is_some_and(|audience| {
+                audience.trim_end_matches('/') == azure_emulator::DATABRICKS_RESOURCE
+            })
+    })
+}
+
 fn var(name: &str, value: impl Into<String>, secret: bool) -> (String, VarValue) {
     (
         name.to_owned(),
@@ -98,22 +120,41 @@ fn var(name: &str, value: impl Into<String>, secret: bool) -> (String, VarValue)
 }
 
 pub fn start() -> Result<Emulators, String> {
+    // Azurite first: notebooks on the Databricks emulator reach the development account there.
+    let (azurite, blob_endpoint) = match start_azurite() {
+        Ok((azurite, port)) => (
+            Some(azurite),
+            Some(format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}")),
+        ),
+        Err(why) => {
+            eprintln!("azp-local: Azurite not started, AZURE_STORAGE_* not defined: {why}");
+            (None, None)
+        }
+    };
+    let azure = Arc::new(
+        azure_emulator::Emulator::start_blocking(azure_emulator::Options {
+            // A Data Factory run shows each state once instead of lingering: local runs are for
+            // seeing the pipeline work, not for waiting.
+            adf_queued_polls: 0,
+            adf_in_progress_polls: 1,
+            ..Default::default()
+        })
+        .map_err(|e| format!("cannot start the Azure emulator: {e}"))?,
+    );
     let token = format!("dapi{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let databricks = databricks_emulator::Emulator::start_blocking(databricks_emulator::Options {
         tokens: vec![token.clone()],
+        token_check: Some(entra_tokens_of(Arc::downgrade(&azure))),
         // A volume for uploadFiles and library files (`$(DATABRICKS_VOLUME)`).
         volumes: vec![VOLUME.to_owned()],
+        // dbutils.fs on wasbs://…@devstoreaccount1.blob.core.windows.net reaches Azurite.
+        blob_endpoints: blob_endpoint
+            .iter()
+            .map(|e| (AZURITE_ACCOUNT.to_owned(), e.clone()))
+            .collect(),
         ..Default::default()
     })
     .map_err(|e| format!("cannot start the Databricks emulator: {e}"))?;
-    let azure = azure_emulator::Emulator::start_blocking(azure_emulator::Options {
-        // A Data Factory run shows each state once instead of lingering: local runs are for
-        // seeing the pipeline work, not for waiting.
-        adf_queued_polls: 0,
-        adf_in_progress_polls: 1,
-        ..Default::default()
-    })
-    .map_err(|e| format!("cannot start the Azure emulator: {e}"))?;
     let env = azure.service_connection_env(
         AZURE_RM_CONNECTION_ID,
         azure_emulator::Scheme::ServicePrincipal,
@@ -144,25 +185,18 @@ pub fn start() -> Result<Emulators, String> {
             false,
         ),
     ];
-    let azurite = match start_azurite() {
-        Ok((azurite, port)) => {
-            let endpoint = format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
-            variables.extend([
-                var("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT, false),
-                var("AZURE_STORAGE_BLOB_ENDPOINT", endpoint.clone(), false),
-                var(
-                    "AZURE_STORAGE_CONNECTION_STRING",
-                    format!("DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"),
-                    true,
-                ),
-            ]);
-            Some(azurite)
-        }
-        Err(why) => {
-            eprintln!("azp-local: Azurite not started, AZURE_STORAGE_* not defined: {why}");
-            None
-        }
-    };
+    if let Some(endpoint) = &blob_endpoint {
+        variables.extend([
+            var("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT, false),
+            var("AZURE_STORAGE_BLOB_ENDPOINT", endpoint.clone(), false),
+            var("AZURE_STORAGE_KEY", AZURITE_KEY, true),
+            var(
+                "AZURE_STORAGE_CONNECTION_STRING",
+                format!("DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};BlobEndpoint={endpoint};"),
+                true,
+            ),
+        ]);
+    }
     Ok(Emulators {
         databricks,
         azure,

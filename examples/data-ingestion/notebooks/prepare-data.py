@@ -1,11 +1,14 @@
 # Databricks notebook source
-# Data preparation for the data-ingestion pipeline: reads the raw driver data (CSV), bins
-# each driver's age and writes the prepared file that model training reads. Standard
-# library only, so that it runs on any cluster (and on the local Databricks emulator).
+# Data preparation for the data-ingestion pipeline (the Data Factory pipeline runs it): reads
+# the raw driver data (CSV) from the input blob container, bins each driver's age and writes
+# the prepared file that model training reads to the output container. Standard library and
+# dbutils only, so that it runs on any cluster (and on the local Databricks emulator).
 #
 # Widgets:
-#   data_file_name    the raw CSV to read
-#   output_file_name  where to write the prepared CSV
+#   data_file_name    the raw CSV to read: wasbs://<container>@<account>.blob.core.windows.net/<path>
+#                     (or a file:/ path)
+#   output_file_name  where to write the prepared CSV (same forms)
+#   secret_scope      the secret scope whose `storage-key` is the storage account's key
 
 # COMMAND ----------
 
@@ -42,23 +45,43 @@ def prepare(rows):
 
 # COMMAND ----------
 
+import os
+import tempfile
+
 dbutils.widgets.text("data_file_name", "")
 dbutils.widgets.text("output_file_name", "")
+dbutils.widgets.text("secret_scope", "devops-ds")
 data_file_name = dbutils.widgets.get("data_file_name")
 output_file_name = dbutils.widgets.get("output_file_name")
+secret_scope = dbutils.widgets.get("secret_scope")
 if not data_file_name or not output_file_name:
     raise ValueError("set the widgets data_file_name and output_file_name")
 
-with open(data_file_name, newline="") as source:
+# The storage account key from the secret scope, for the wasbs:// paths.
+for url in (data_file_name, output_file_name):
+    if url.startswith("wasbs://"):
+        account = url.split("@", 1)[1].split(".", 1)[0]
+        spark.conf.set(f"fs.azure.account.key.{account}.blob.core.windows.net",
+                       dbutils.secrets.get(secret_scope, "storage-key"))
+
+# COMMAND ----------
+
+work = tempfile.mkdtemp()
+local_input = os.path.join(work, "input.csv")
+local_output = os.path.join(work, "prepared.csv")
+dbutils.fs.cp(data_file_name, "file:" + local_input)
+
+with open(local_input, newline="") as source:
     reader = csv.DictReader(source)
     fields = list(reader.fieldnames or []) + ["age_bin"]
     rows = prepare(reader)
 
-with open(output_file_name, "w", newline="") as target:
+with open(local_output, "w", newline="") as target:
     writer = csv.DictWriter(target, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
 
+dbutils.fs.cp("file:" + local_output, output_file_name)
 print(f"prepared {len(rows)} rows from {data_file_name} into {output_file_name}")
 
 # COMMAND ----------

@@ -1,8 +1,10 @@
 //! Runs Python notebooks and files for real in a `python3` subprocess.
 //!
 //! The runner script (`runner.py`, embedded) splits cells, provides a small
-//! `dbutils` (widgets, `notebook.exit`) and reports the exit value or the
-//! exception as JSON. Working files live in a folder the emulator owns.
+//! `dbutils` (widgets, `notebook.exit`, `secrets`, and `fs` with `spark.conf` from
+//! `storage.py`) and reports the exit value or the exception as JSON. The workspace's
+//! secrets and the accounts' blob endpoints reach it on stdin, never in a file. Working
+//! files live in a folder the emulator owns.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -10,9 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use base64::Engine as _;
 use serde::Deserialize;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 const RUNNER_SOURCE: &str = include_str!("runner.py");
+/// Imported by the runner as `_emulator_storage`.
+const STORAGE_SOURCE: &str = include_str!("storage.py");
 
 /// Stdout kept for `logs` of a Python file task (the real service keeps the last 5 MB).
 const MAX_LOG_BYTES: usize = 5 * 1024 * 1024;
@@ -88,34 +95,46 @@ pub fn find_python() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
+/// Secret values by scope (as created) and key: what `dbutils.secrets` reads.
+pub type SecretValues = BTreeMap<String, BTreeMap<String, Vec<u8>>>;
+
 /// The Python executor: interpreter plus the folder holding the runner and run files.
 #[derive(Debug)]
 pub struct Executor {
     python: PathBuf,
     dir: PathBuf,
     runner: PathBuf,
+    blob_endpoints: BTreeMap<String, String>,
 }
 
 impl Executor {
-    pub fn new(python: PathBuf, dir: &Path) -> io::Result<Executor> {
+    pub fn new(
+        python: PathBuf,
+        dir: &Path,
+        blob_endpoints: BTreeMap<String, String>,
+    ) -> io::Result<Executor> {
         let runner = dir.join("_emulator_runner.py");
         std::fs::write(&runner, RUNNER_SOURCE)?;
+        std::fs::write(dir.join("_emulator_storage.py"), STORAGE_SOURCE)?;
         Ok(Executor {
             python,
             dir: dir.to_path_buf(),
             runner,
+            blob_endpoints,
         })
     }
 
-    /// Runs `program` with `params` as widget values. Dropping the future kills the process.
+    /// Runs `program` with `params` as widget values and `secrets` for `dbutils.secrets`.
+    /// Dropping the future kills the process.
     pub async fn run(
         &self,
         run_id: u64,
         program: &Program,
         params: &BTreeMap<String, String>,
+        secrets: &SecretValues,
     ) -> Outcome {
         let run_dir = self.dir.join(format!("run-{run_id}"));
-        let outcome = self.run_in(&run_dir, program, params).await;
+        let outcome = self.run_in(&run_dir, program, params, secrets).await;
         let _ = tokio::fs::remove_dir_all(&run_dir).await;
         match outcome {
             Ok(outcome) => outcome,
@@ -131,6 +150,7 @@ impl Executor {
         run_dir: &Path,
         program: &Program,
         params: &BTreeMap<String, String>,
+        secrets: &SecretValues,
     ) -> io::Result<Outcome> {
         tokio::fs::create_dir_all(run_dir).await?;
         let program_path = run_dir.join("program.py");
@@ -148,7 +168,19 @@ impl Executor {
         };
         let params_json = serde_json::to_vec(params).map_err(io::Error::other)?;
         tokio::fs::write(&params_path, params_json).await?;
-        let output = tokio::process::Command::new(&self.python)
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let secrets: BTreeMap<&String, BTreeMap<&String, String>> = secrets
+            .iter()
+            .map(|(scope, keys)| {
+                (
+                    scope,
+                    keys.iter().map(|(k, v)| (k, b64.encode(v))).collect(),
+                )
+            })
+            .collect();
+        let context =
+            json!({"secrets": secrets, "blob_endpoints": self.blob_endpoints}).to_string();
+        let mut child = tokio::process::Command::new(&self.python)
             .arg(&self.runner)
             .arg(mode)
             .arg(&program_path)
@@ -158,12 +190,21 @@ impl Executor {
             .current_dir(run_dir)
             .env("PYTHONIOENCODING", "utf-8")
             .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
-            .output()
-            .await?;
+            .spawn()?;
+        let stdin = child.stdin.take();
+        // Written while the output is read, so that neither pipe can fill up and block.
+        let feed = async move {
+            if let Some(mut stdin) = stdin {
+                // A program that exits without reading is not an error of the emulator.
+                let _ = stdin.write_all(context.as_bytes()).await;
+            }
+        };
+        let (_, output) = tokio::join!(feed, child.wait_with_output());
+        let output = output?;
         let report = tokio::fs::read(&out_path)
             .await
             .ok()

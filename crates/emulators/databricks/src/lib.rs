@@ -7,8 +7,10 @@
 //! secrets, ACLs), the Files API on declared Unity Catalog volumes, DBFS (put, streams, status),
 //! Libraries (install, uninstall, cluster-status), Repos and SCIM
 //! `Me` — with the real status codes and `{"error_code", "message"}` bodies. Python notebooks run for real in a
-//! `python3` subprocess with a small `dbutils`; other languages succeed after a
-//! delay. Fault injection (latency, per-endpoint rate limits, 503s, dropped
+//! `python3` subprocess with a small `dbutils` (widgets, `notebook.exit`, `secrets` from the
+//! workspace's scopes, shown `[REDACTED]` in output, and `fs` `cp`/`ls`/`rm`/`head` on
+//! `file:/` and `wasbs://` paths with `spark.conf` account keys, see
+//! [`Options::blob_endpoints`]); other languages succeed after a delay. Fault injection (latency, per-endpoint rate limits, 503s, dropped
 //! connections, failing or timing-out runs) is seeded and deterministic.
 //!
 //! It is not Databricks: no Spark, no clusters that compute, no permissions (ACLs are
@@ -124,6 +126,11 @@ pub struct Options {
     pub library_install_delay: Duration,
     /// Git remotes Git folders can be created from (others have one branch, `main`).
     pub git_remotes: Vec<GitRemote>,
+    /// Blob service endpoints by storage account, for notebooks' `dbutils.fs` on
+    /// `wasbs://<container>@<account>.blob.core.windows.net/…` (e.g. `devstoreaccount1` →
+    /// Azurite's `http://127.0.0.1:10000/devstoreaccount1`). Other accounts are reached at
+    /// `https://<account>.blob.core.windows.net`.
+    pub blob_endpoints: BTreeMap<String, String>,
 }
 
 impl Default for Options {
@@ -154,6 +161,7 @@ impl Default for Options {
             failing_libraries: Vec::new(),
             library_install_delay: Duration::from_millis(300),
             git_remotes: Vec::new(),
+            blob_endpoints: BTreeMap::new(),
         }
     }
 }
@@ -272,7 +280,11 @@ async fn launch(opts: Options, shutdown: watch::Receiver<bool>) -> io::Result<Ar
         Some(path) => Some(path.clone()),
     };
     let executor = match python {
-        Some(python) => Some(executor::Executor::new(python, workdir.path())?),
+        Some(python) => Some(executor::Executor::new(
+            python,
+            workdir.path(),
+            opts.blob_endpoints.clone(),
+        )?),
         None => None,
     };
     let now = now_ms();

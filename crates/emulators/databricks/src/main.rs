@@ -15,13 +15,16 @@ const USAGE: &str = "usage: databricks-emulator [--port N] [--token T]... [--lat
        [--cluster-name ID=NAME]... [--cluster-start-ms MS] [--run-delay-ms MS]
        [--run-fault fail|timeout|internal-error] [--user NAME]
        [--volume CATALOG.SCHEMA.VOLUME]... [--failing-library NAME]...
-       [--library-delay-ms MS]
+       [--library-delay-ms MS] [--blob-endpoint ACCOUNT=URL]...
 
 Serves a local Databricks workspace on 127.0.0.1 and prints its base URL as the
 first line of stdout. ENDPOINT is a key such as import, export, runs/submit, runs/get.
 RULE: 'METHOD /path STATUS|drop-before|drop-after [retry-after=S] [offset=N] [times=N]'
 (* matches anything), e.g. --fault 'POST /api/2.1/jobs/runs/submit drop-after times=1';
 rules are checked before the random faults.
+--blob-endpoint tells notebooks' dbutils.fs where the blob service of a storage account is
+(wasbs://<container>@ACCOUNT.blob.core.windows.net/...), e.g.
+devstoreaccount1=http://127.0.0.1:10000/devstoreaccount1 for Azurite.
 GET /emulator/state dumps the workspace, runs and request counts; GET/POST/DELETE
 /emulator/faults list, add (JSON) and clear fault rules.
 POST /emulator/volumes {\"name\": \"c.s.v\"} creates a volume; POST /emulator/git-remotes
@@ -121,6 +124,17 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--failing-library" => opts.failing_libraries.push(value()?),
             "--library-delay-ms" => {
                 opts.library_install_delay = Duration::from_millis(number(value()?)? as u64)
+            }
+            "--blob-endpoint" => {
+                let v = value()?;
+                let (account, url) = v
+                    .split_once('=')
+                    .filter(|(a, u)| !a.is_empty() && u.starts_with("http"))
+                    .ok_or_else(|| {
+                        format!("--blob-endpoint: '{v}' is not ACCOUNT=URL (an http(s) URL)")
+                    })?;
+                opts.blob_endpoints
+                    .insert(account.to_string(), url.to_string());
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument '{other}'")),

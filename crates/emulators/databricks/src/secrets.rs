@@ -230,6 +230,21 @@ impl Secrets {
         })
     }
 
+    /// Every secret's value by scope (as created) and key, for notebooks' `dbutils.secrets`.
+    pub fn values(&self) -> crate::executor::SecretValues {
+        self.scopes
+            .values()
+            .map(|scope| {
+                let values = scope
+                    .secrets
+                    .iter()
+                    .map(|(key, secret)| (key.clone(), secret.value.clone()))
+                    .collect();
+                (scope.name.clone(), values)
+            })
+            .collect()
+    }
+
     pub fn value(&self, scope: &str, key: &str) -> Option<Vec<u8>> {
         Some(self.scope(scope).ok()?.secrets.get(key)?.value.clone())
     }

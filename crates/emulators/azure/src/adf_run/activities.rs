@@ -10,9 +10,6 @@ use task_sdk::{http::HttpSettings, HttpClient, RetryPolicy};
 
 use super::{expr, name_of, End, Run};
 
-/// The Azure Databricks resource (the audience of a factory's managed identity token).
-const DATABRICKS_AUDIENCE: &str = "2ff814a6-357d-4b16-a3c1-1f9bd3e2d1d8";
-
 /// An activity type the emulator does not execute: succeeds with a note in its output, or
 /// fails under `--adf-strict`.
 pub(super) fn not_executed(run: &Run, kind: &str) -> End {
@@ -83,13 +80,14 @@ pub(super) async fn databricks_notebook(
                 ),
             )
         }
-        // Managed identity: a token the emulator issues to the factory for Azure Databricks.
+        // Managed identity (`authentication: MSI`): a token the emulator issues to the
+        // factory for the Azure Databricks resource, as Entra ID does for the real one.
         None => {
             let mut state = shared.lock();
             crate::entra::issue_access_token(
                 &shared,
                 &mut state,
-                DATABRICKS_AUDIENCE,
+                crate::entra::DATABRICKS_RESOURCE,
                 &run.factory_id,
                 "managed_identity",
             )

@@ -370,7 +370,12 @@ async fn execute(
     };
     match (program, &shared.executor) {
         (Some(program), Some(executor)) => {
-            let outcome = executor.run(task_run_id, &program, &spec.params).await;
+            let secrets = crate::stores::lock(&shared.stores.secrets)
+                .map(|s| s.values())
+                .unwrap_or_default();
+            let outcome = executor
+                .run(task_run_id, &program, &spec.params, &secrets)
+                .await;
             if outcome.failed() {
                 failed(TASK_FAILURE_MESSAGE.to_string(), outcome)
             } else {
