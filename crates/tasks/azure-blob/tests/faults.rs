@@ -191,6 +191,7 @@ fn a_file_that_vanishes_before_its_upload_is_named_and_the_rest_go() {
         let options = upload::Options {
             overwrite: true,
             incremental: true,
+            checksum: false,
             metadata: vec![],
             concurrency: 2,
         };
