@@ -3,6 +3,8 @@
 
 use azure_task_testkit as common;
 
+mod support;
+
 use std::time::{Duration, SystemTime};
 
 use azure_emulator::Scheme;
@@ -376,31 +378,8 @@ fn mtime(path: &std::path::Path) -> SystemTime {
 
 /// The blobs under `prefix` as listed (one listing, with metadata), through the task's library.
 fn listing(f: &Fixture, container: &str, prefix: &str) -> Vec<azure_blob::store::Remote> {
-    use azure_blob::{auth, store::Store, transport::Auth};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = task_sdk::http::client(&task_sdk::http::HttpSettings::default()).unwrap();
-        let http = task_sdk::HttpClient::new(client, task_sdk::RetryPolicy::default());
-        let sas = auth::account_sas(
-            common::azurite::ACCOUNT,
-            KEY,
-            SystemTime::now(),
-            Duration::from_secs(600),
-        )
-        .unwrap();
-        let account = auth::Account {
-            service_url: auth::service_url(&f.azurite.blob_endpoint(), "endpoint").unwrap(),
-            auth: Auth::Sas(sas),
-        };
-        Store::new(&account, container, &http)
-            .unwrap()
-            .list(prefix)
-            .await
-            .unwrap()
-    })
+    let store = support::store(&f.azurite, container);
+    support::runtime().block_on(async { store.list(prefix).await.unwrap() })
 }
 
 fn mtime_ns(path: &std::path::Path) -> String {
