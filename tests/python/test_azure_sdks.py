@@ -12,6 +12,7 @@ Run: python3 -m pytest tests/python
 import datetime
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -267,6 +268,134 @@ def test_pipeline_runs(factory):
     with pytest.raises(ResourceNotFoundError):
         factory.pipeline_runs.get(RG, "sdk-runs", "00000000-0000-0000-0000-000000000000")
 
+
+
+# Wait, then SetVariable from a parameter, then an If Condition whose true branch is a Fail
+# activity with the variable as its message: the run fails, as Data Factory's rule says.
+CONTROL_FLOW = adf.PipelineResource(
+    {
+        "properties": {
+            "parameters": {"file": {"type": "String"}},
+            "variables": {"msg": {"type": "String", "defaultValue": ""}},
+            "activities": [
+                {"name": "Wait1", "type": "Wait", "typeProperties": {"waitTimeInSeconds": 1}},
+                {
+                    "name": "SetMsg",
+                    "type": "SetVariable",
+                    "dependsOn": [{"activity": "Wait1", "dependencyConditions": ["Succeeded"]}],
+                    "typeProperties": {
+                        "variableName": "msg",
+                        "value": {"value": "@concat('bad file ', pipeline().parameters.file)", "type": "Expression"},
+                    },
+                },
+                {
+                    "name": "Check",
+                    "type": "IfCondition",
+                    "dependsOn": [{"activity": "SetMsg", "dependencyConditions": ["Succeeded"]}],
+                    "typeProperties": {
+                        "expression": {"value": "@startsWith(variables('msg'), 'bad')", "type": "Expression"},
+                        "ifTrueActivities": [
+                            {
+                                "name": "Stop",
+                                "type": "Fail",
+                                "typeProperties": {
+                                    "message": {"value": "@variables('msg')", "type": "Expression"},
+                                    "errorCode": "E42",
+                                },
+                            }
+                        ],
+                        "ifFalseActivities": [],
+                    },
+                },
+            ],
+        }
+    }
+)
+
+
+def test_activity_runs_of_a_failed_control_flow_run(factory):
+    f = "sdk-activities"
+    factory.factories.create_or_update(RG, f, adf.Factory(location="westeurope"))
+    factory.pipelines.create_or_update(RG, f, "control", CONTROL_FLOW)
+    run_id = factory.pipelines.create_run(RG, f, "control", parameters={"file": "a.csv"}).run_id
+    for _ in range(200):
+        run = factory.pipeline_runs.get(RG, f, run_id)
+        if run.status in ("Succeeded", "Failed", "Cancelled"):
+            break
+        time.sleep(0.05)
+    assert run.status == "Failed", run.status
+    # The run as PipelineRun parses it.
+    assert run.run_id == run_id and run.run_group_id and run.is_latest is True
+    assert run.pipeline_name == "control" and run.parameters == {"file": "a.csv"}
+    assert run.invoked_by.invoked_by_type == "Manual" and run.invoked_by.name == "Manual"
+    assert isinstance(run.run_start, datetime.datetime) and isinstance(run.run_end, datetime.datetime)
+    assert isinstance(run.last_updated, datetime.datetime)
+    assert run.run_end >= run.run_start and run.duration_in_ms >= 1000
+    assert run.message == (
+        "Operation on target Check failed: Activity failed because an inner activity failed; "
+        "Inner activity name: Stop, Error: bad file a.csv"
+    ), run.message
+
+    after, before = window()
+
+    def activities(*filters, after=after, before=before):
+        return factory.activity_runs.query_by_pipeline_run(
+            RG,
+            f,
+            run_id,
+            adf.RunFilterParameters(
+                last_updated_after=after,
+                last_updated_before=before,
+                filters=[adf.RunQueryFilter(operand=o, operator=op, values_property=v) for o, op, v in filters],
+            ),
+        )
+
+    found = activities()
+    assert isinstance(found, adf.ActivityRunsQueryResponse)
+    runs = sorted(found.value, key=lambda a: a.activity_run_start)
+    assert [(a.activity_name, a.activity_type, a.status) for a in runs] == [
+        ("Wait1", "Wait", "Succeeded"),
+        ("SetMsg", "SetVariable", "Succeeded"),
+        ("Check", "IfCondition", "Failed"),
+        ("Stop", "Fail", "Failed"),
+    ]
+    for a in runs:
+        assert isinstance(a, adf.ActivityRun)
+        assert (a.pipeline_name, a.pipeline_run_id) == ("control", run_id)
+        assert a.activity_run_id and isinstance(a.activity_run_start, datetime.datetime)
+        assert isinstance(a.activity_run_end, datetime.datetime) and a.activity_run_end >= a.activity_run_start
+        assert isinstance(a.duration_in_ms, int) and a.linked_service_name == ""
+        assert isinstance(a.input, dict) and isinstance(a.output, dict) and isinstance(a.error, dict)
+        assert a.error["target"] == a.activity_name
+    wait, set_msg, check, stop = runs
+    assert wait.duration_in_ms >= 1000 and wait.input == {"waitTimeInSeconds": 1}
+    assert set_msg.output == {"name": "msg", "value": "bad file a.csv"}
+    assert set_msg.error["errorCode"] == "" and set_msg.error["message"] == ""
+    assert stop.error["errorCode"] == "E42" and stop.error["message"] == "bad file a.csv"
+    assert stop.error["failureType"] == "UserError"
+    assert check.error["message"] == "Activity failed because an inner activity failed; Inner activity name: Stop, Error: bad file a.csv"
+
+    # The filters the service takes for activity runs, and the lastUpdated window.
+    only = activities(("ActivityType", "In", ["Fail", "Wait"]))
+    assert sorted(a.activity_name for a in only.value) == ["Stop", "Wait1"]
+    failed = activities(("Status", "Equals", ["Failed"]))
+    assert sorted(a.activity_name for a in failed.value) == ["Check", "Stop"]
+    assert activities(after=after - datetime.timedelta(days=1), before=after).value == []
+    with pytest.raises(HttpResponseError) as e:
+        activities(("PipelineName", "Equals", ["x"]))
+    assert e.value.status_code == 400
+
+    # The failed run among the factory's runs, by status.
+    by_status = factory.pipeline_runs.query_by_factory(
+        RG,
+        f,
+        adf.RunFilterParameters(
+            last_updated_after=after,
+            last_updated_before=before,
+            filters=[adf.RunQueryFilter(operand="Status", operator="Equals", values_property=["Failed"])],
+        ),
+    )
+    assert [(r.run_id, r.status, r.message) for r in by_status.value] == [(run_id, "Failed", run.message)]
 
 
 # azure-mgmt-datafactory 10.0.0 leaves the `type` discriminator out of most leaf models it

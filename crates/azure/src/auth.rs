@@ -137,6 +137,11 @@ pub enum AuthError {
         field: &'static str,
         value: String,
     },
+    #[error("no subscription: set the input 'Subscription' ({input}), or use a service connection with a subscription (connection '{connection}' has none)")]
+    NoSubscription {
+        connection: String,
+        input: &'static str,
+    },
 }
 
 /// The token scope for ARM: the connection's resource id (audience) + `/.default`, with one
@@ -227,6 +232,26 @@ impl Credential {
         http: &HttpClient,
     ) -> Result<Credential, AuthError> {
         Credential::build(Some(agent), conn, http)
+    }
+
+    /// For a task that works in one subscription: that subscription (the value of its
+    /// optional input `input`, else the connection's) and the connection's credential as
+    /// [`Credential::from_agent`] makes it.
+    pub fn for_subscription(
+        agent: &Agent,
+        conn: &AzureRmConnection,
+        subscription: Option<&str>,
+        input: &'static str,
+        http: &HttpClient,
+    ) -> Result<(String, Credential), AuthError> {
+        let subscription = subscription
+            .map(str::to_owned)
+            .or_else(|| conn.subscription_id.clone())
+            .ok_or_else(|| AuthError::NoSubscription {
+                connection: conn.id.clone(),
+                input,
+            })?;
+        Ok((subscription, Credential::from_agent(agent, conn, http)?))
     }
 
     fn build(

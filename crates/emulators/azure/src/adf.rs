@@ -418,7 +418,32 @@ pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]
         (&Method::POST, [_, run_id, action]) if seg_is(action, "queryActivityruns") => {
             match state.runs.get(*run_id) {
                 Some(run) if run.factory_id.eq_ignore_ascii_case(&factory_id) => {
-                    json_reply(StatusCode::OK, json!({"value": run.activity_runs()}))
+                    let query = match req
+                        .json()
+                        .and_then(|q| RunQuery::parse(&q, &ACTIVITY_RUN_OPERANDS, "activity runs"))
+                    {
+                        Ok(query) => query,
+                        Err(reply) => return reply,
+                    };
+                    let now = clock::now_ms();
+                    let runs: Vec<Value> = run
+                        .activity_runs()
+                        .into_iter()
+                        .filter(|a| {
+                            // An activity still running was updated just now.
+                            let updated = a["activityRunEnd"]
+                                .as_str()
+                                .and_then(clock::parse_iso)
+                                .unwrap_or(now);
+                            query.matches(updated, |operand| {
+                                a[operand_field(operand)]
+                                    .as_str()
+                                    .unwrap_or_default()
+                                    .to_owned()
+                            })
+                        })
+                        .collect();
+                    json_reply(StatusCode::OK, json!({"value": runs}))
                 }
                 _ => run_not_found(run_id),
             }
@@ -449,14 +474,24 @@ pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]
             _ => run_not_found(run_id),
         },
         (&Method::POST, [_]) => {
-            let query = match req.json().and_then(|q| RunQuery::parse(&q)) {
+            let query = match req
+                .json()
+                .and_then(|q| RunQuery::parse(&q, &PIPELINE_RUN_OPERANDS, "pipeline runs"))
+            {
                 Ok(query) => query,
                 Err(reply) => return reply,
             };
             let runs: Vec<Value> = state
                 .runs
                 .values()
-                .filter(|r| r.factory_id.eq_ignore_ascii_case(&factory_id) && query.matches(r))
+                .filter(|r| {
+                    r.factory_id.eq_ignore_ascii_case(&factory_id)
+                        && query.matches(r.last_updated_ms, |operand| match operand {
+                            "PipelineName" => r.pipeline_name.clone(),
+                            "Status" => r.status.as_str().to_owned(),
+                            _ => r.run_group_id.clone(),
+                        })
+                })
                 .map(PipelineRun::to_json)
                 .collect();
             json_reply(StatusCode::OK, json!({"value": runs}))
@@ -470,8 +505,23 @@ pub fn handle(shared: &Shared, req: &Req, rg: &str, factory: &str, tail: &[&str]
     }
 }
 
-/// A `queryPipelineRuns` body: the `lastUpdated` window (both ends required) and `filters` on
-/// `PipelineName`, `Status` and `RunGroupId` with `Equals`, `NotEquals`, `In`, `NotIn`.
+/// The operands a `queryPipelineRuns` filter may name (of the service's, those emulated).
+const PIPELINE_RUN_OPERANDS: [&str; 3] = ["PipelineName", "Status", "RunGroupId"];
+/// The operands a `queryActivityruns` filter may name (of the service's, those emulated).
+const ACTIVITY_RUN_OPERANDS: [&str; 3] = ["ActivityName", "ActivityType", "Status"];
+
+/// The activity-run record field an operand filters.
+fn operand_field(operand: &str) -> &'static str {
+    match operand {
+        "ActivityName" => "activityName",
+        "ActivityType" => "activityType",
+        _ => "status",
+    }
+}
+
+/// A `queryPipelineRuns` or `queryActivityruns` body (RunFilterParameters): the `lastUpdated`
+/// window (both ends required) and `filters` on the given operands with `Equals`,
+/// `NotEquals`, `In`, `NotIn`.
 struct RunQuery {
     after_ms: u64,
     before_ms: u64,
@@ -479,7 +529,7 @@ struct RunQuery {
 }
 
 impl RunQuery {
-    fn parse(body: &Value) -> Result<RunQuery, Reply> {
+    fn parse(body: &Value, operands: &[&str], what: &str) -> Result<RunQuery, Reply> {
         let bad =
             |message: String| adf_error(StatusCode::BAD_REQUEST, "BadRequest", &message, None);
         let time = |key: &str| -> Result<u64, Reply> {
@@ -503,9 +553,9 @@ impl RunQuery {
             .flatten()
         {
             let operand = f.get("operand").and_then(Value::as_str).unwrap_or_default();
-            if !["PipelineName", "Status", "RunGroupId"].contains(&operand) {
+            if !operands.contains(&operand) {
                 return Err(bad(format!(
-                    "The emulator does not filter pipeline runs by '{operand}'."
+                    "The emulator does not filter {what} by '{operand}'."
                 )));
             }
             let equals = match f.get("operator").and_then(Value::as_str) {
@@ -535,17 +585,13 @@ impl RunQuery {
         })
     }
 
-    fn matches(&self, run: &PipelineRun) -> bool {
-        let in_window =
-            run.last_updated_ms >= self.after_ms && run.last_updated_ms <= self.before_ms;
+    /// Whether a run updated at `updated_ms`, whose operands' values `field` gives, matches.
+    fn matches(&self, updated_ms: u64, field: impl Fn(&str) -> String) -> bool {
+        let in_window = updated_ms >= self.after_ms && updated_ms <= self.before_ms;
         in_window
             && self.filters.iter().all(|(operand, equals, values)| {
-                let field = match operand.as_str() {
-                    "PipelineName" => run.pipeline_name.as_str(),
-                    "Status" => run.status.as_str(),
-                    _ => run.run_group_id.as_str(),
-                };
-                values.iter().any(|v| v.eq_ignore_ascii_case(field)) == *equals
+                let field = field(operand);
+                values.iter().any(|v| v.eq_ignore_ascii_case(&field)) == *equals
             })
     }
 }

@@ -137,6 +137,26 @@ pub struct Options {
     /// Fault rules active from the start (more can be set at run time through
     /// `POST /emulator/faults`).
     pub faults: Vec<FaultRule>,
+    /// Azure Resource Manager's throttling of a subscription's writes (PUT, PATCH, POST,
+    /// DELETE): 429 `SubscriptionRequestsThrottled` with `Retry-After` once the bucket is
+    /// empty. `None`: unlimited.
+    pub arm_write_limit: Option<WriteLimit>,
+}
+
+/// A token bucket of `burst` writes refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WriteLimit {
+    pub burst: u32,
+    pub per_second: f64,
+}
+
+impl WriteLimit {
+    /// ARM's documented default per subscription and region since its 2024 regional
+    /// throttling: a bucket of 200 writes refilled at 10 a second.
+    pub const ARM: WriteLimit = WriteLimit {
+        burst: 200,
+        per_second: 10.0,
+    };
 }
 
 impl Default for Options {
@@ -164,6 +184,7 @@ impl Default for Options {
             ca_out: None,
             port: 0,
             faults: Vec::new(),
+            arm_write_limit: None,
         }
     }
 }
@@ -202,6 +223,8 @@ pub(crate) struct Shared {
     state: Mutex<state::State>,
     /// Fault rules (`--fault`, `/emulator/faults`); they have their own lock.
     pub faults: emulator_faults::Rules,
+    /// The subscription's write bucket ([`Options::arm_write_limit`]).
+    pub writes: Option<Mutex<emulator_faults::TokenBucket>>,
 }
 
 impl Shared {
@@ -258,6 +281,9 @@ async fn launch(
         url: url.clone(),
         state: Mutex::new(state::State::default()),
         faults: emulator_faults::Rules::new(opts.faults.clone()),
+        writes: opts
+            .arm_write_limit
+            .map(|l| Mutex::new(emulator_faults::TokenBucket::new(l.burst, l.per_second))),
     });
     seed(&shared);
     let listener = tls::TlsListener::new(tcp, certificates.server_config)?;

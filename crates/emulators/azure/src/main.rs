@@ -1,17 +1,19 @@
 //! `azure-emulator [--port N] [--ca-out PATH] [--latency-ms L] [--steps N] [--retry-after S]
-//! [--fault RULE]... [--adf-strict]`: serves the emulator on 127.0.0.1 until killed. Prints the base URL as
+//! [--fault RULE]... [--arm-write-limit BURST/PER_SECOND] [--adf-strict]`: serves the emulator on 127.0.0.1 until killed. Prints the base URL as
 //! the first line of stdout and, with `--ca-out`, the CA PEM's path as the second.
 
 use std::{io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
-use azure_emulator::{Emulator, FaultRule, Options};
+use azure_emulator::{Emulator, FaultRule, Options, WriteLimit};
 
 const USAGE: &str = "usage: azure-emulator [--port N] [--ca-out PATH] [--latency-ms L] [--steps N]
-       [--retry-after S] [--fault RULE]... [--adf-strict]
+       [--retry-after S] [--fault RULE]... [--arm-write-limit BURST/PER_SECOND] [--adf-strict]
 
 RULE: 'METHOD /path STATUS|drop-before|drop-after [retry-after=S] [offset=N] [times=N]'
 (* matches anything), e.g. --fault 'POST /subscriptions/*/createRun 503 times=2'.
-GET/POST/DELETE /emulator/faults list, add (JSON) and clear rules at run time.";
+GET/POST/DELETE /emulator/faults list, add (JSON) and clear rules at run time.
+--arm-write-limit: ARM's throttling of the subscription's writes, e.g. 200/10 (its default:
+a bucket of 200 refilled at 10 a second); beyond it, 429 with Retry-After.";
 
 fn usage(message: &str) -> ExitCode {
     if message.is_empty() {
@@ -20,6 +22,18 @@ fn usage(message: &str) -> ExitCode {
         eprintln!("azure-emulator: {message}\n{USAGE}");
     }
     ExitCode::from(2)
+}
+
+/// `BURST/PER_SECOND`, both above 0.
+fn parse_write_limit(text: &str) -> Option<WriteLimit> {
+    let (burst, rate) = text.split_once('/')?;
+    let burst: u32 = burst.trim().parse().ok().filter(|b| *b > 0)?;
+    let per_second: f64 = rate
+        .trim()
+        .parse()
+        .ok()
+        .filter(|r: &f64| r.is_finite() && *r > 0.0)?;
+    Some(WriteLimit { burst, per_second })
 }
 
 fn main() -> ExitCode {
@@ -60,6 +74,14 @@ fn main() -> ExitCode {
                 Ok(rule) => opts.faults.push(rule),
                 Err(e) => return usage(&format!("--fault: {e}")),
             },
+            "--arm-write-limit" => match parse_write_limit(&value) {
+                Some(limit) => opts.arm_write_limit = Some(limit),
+                None => {
+                    return usage(&format!(
+                        "--arm-write-limit: '{value}' is not BURST/PER_SECOND (e.g. 200/10)"
+                    ))
+                }
+            },
             other => return usage(&format!("unknown argument '{other}'")),
         }
     }
@@ -80,5 +102,25 @@ fn main() -> ExitCode {
     drop(out);
     loop {
         std::thread::park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_limits_parse() {
+        assert_eq!(parse_write_limit("200/10"), Some(WriteLimit::ARM));
+        assert_eq!(
+            parse_write_limit("5/0.5"),
+            Some(WriteLimit {
+                burst: 5,
+                per_second: 0.5
+            })
+        );
+        for bad in ["200", "0/10", "10/0", "x/1", "1/-2"] {
+            assert_eq!(parse_write_limit(bad), None, "{bad}");
+        }
     }
 }

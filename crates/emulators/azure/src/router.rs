@@ -31,7 +31,10 @@ pub async fn serve(State(shared): State<Arc<Shared>>, request: Request<Body>) ->
     let fault = if is_emulator_api {
         None
     } else {
-        shared.faults.check(request.method().as_str(), path)
+        shared
+            .faults
+            .check(request.method().as_str(), path)
+            .or_else(|| throttle(&shared, request.method(), path))
     };
     let kill = ConnectionKill::of(&request);
     match (fault, kill) {
@@ -51,6 +54,32 @@ pub async fn serve(State(shared): State<Arc<Shared>>, request: Request<Body>) ->
         }
         _ => handle(&shared, request).await,
     }
+}
+
+/// ARM's write throttling: a write to a subscription's resources when its bucket is empty is
+/// answered 429 with the wait for the next token.
+fn throttle(shared: &Shared, method: &Method, path: &str) -> Option<FaultAction> {
+    let bucket = shared.writes.as_ref()?;
+    let write = matches!(
+        *method,
+        Method::PUT | Method::PATCH | Method::POST | Method::DELETE
+    );
+    let subscription = path
+        .get(..15)
+        .is_some_and(|p| p.eq_ignore_ascii_case("/subscriptions/"));
+    if !write || !subscription {
+        return None;
+    }
+    let taken = bucket
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take(std::time::Instant::now());
+    let retry_after_secs = taken.err()?;
+    shared.lock().writes_throttled += 1;
+    Some(FaultAction::Status {
+        status: 429,
+        retry_after_secs: Some(retry_after_secs),
+    })
 }
 
 /// A status fault as ARM answers it: the error envelope, `Retry-After` when the rule has one.

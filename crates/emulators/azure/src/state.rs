@@ -62,6 +62,8 @@ pub struct State {
     /// Writes to Data Factory objects (PUT, DELETE, trigger start/stop), so a test can tell
     /// that a deploy wrote nothing.
     pub adf_writes: u64,
+    /// Writes answered 429 by [`crate::Options::arm_write_limit`].
+    pub writes_throttled: u64,
 }
 
 impl State {
@@ -71,6 +73,7 @@ impl State {
             "requests": self.requests,
             "deploymentsStarted": self.deployments_started,
             "adfWrites": self.adf_writes,
+            "writesThrottled": self.writes_throttled,
             "tokensIssued": self.tokens_issued,
             "oidcTokensIssued": self.oidc_tokens_issued,
             // Who got which token; the token strings themselves are secrets and stay out.

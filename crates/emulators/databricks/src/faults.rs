@@ -10,40 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use emulator_faults::DropMode;
-use emulator_faults::{Action, Rule, Rules};
-
-/// A token bucket that refills `rate` tokens per second up to a burst of `rate`.
-#[derive(Debug)]
-struct Bucket {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(rate: u32) -> Self {
-        Bucket {
-            rate: f64::from(rate.max(1)),
-            tokens: f64::from(rate.max(1)),
-            last: Instant::now(),
-        }
-    }
-
-    /// Takes a token, or tells how many whole seconds to wait for one.
-    fn take(&mut self, now: Instant) -> Result<(), u64> {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - self.tokens) / self.rate;
-            // Retry-After is whole seconds; never advertise 0, clients would spin.
-            Err((wait.ceil() as u64).max(1))
-        }
-    }
-}
+use emulator_faults::{Action, Rule, Rules, TokenBucket};
 
 /// What the fault layer decided for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +36,7 @@ pub struct Faults {
     drop_fraction: f64,
     drop_mode: DropMode,
     rng: Mutex<fastrand::Rng>,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
     /// `--fault` and `/emulator/faults` rules.
     pub rules: Rules,
 }
@@ -86,7 +53,7 @@ impl Faults {
     ) -> Self {
         let buckets = rate_limits
             .iter()
-            .map(|(key, rate)| (key.clone(), Bucket::new(*rate)))
+            .map(|(key, rate)| (key.clone(), TokenBucket::new(*rate, f64::from(*rate))))
             .collect();
         Faults {
             latency,
@@ -149,16 +116,6 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bucket_allows_burst_then_asks_to_wait() {
-        let mut bucket = Bucket::new(2);
-        let now = Instant::now();
-        assert!(bucket.take(now).is_ok());
-        assert!(bucket.take(now).is_ok());
-        assert_eq!(bucket.take(now), Err(1));
-        assert!(bucket.take(now + Duration::from_millis(600)).is_ok());
-    }
 
     #[test]
     fn same_seed_same_faults() {

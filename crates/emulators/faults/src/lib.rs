@@ -14,11 +14,16 @@
 //! `axum::serve` cannot: [`serve_connection`] serves one connection and hands each request a
 //! [`ConnectionKill`].
 //!
-//! Not here: probabilistic faults and rate limits (the Databricks emulator keeps its own, next to
-//! these rules) and latency.
+//! [`TokenBucket`] is the rate limit both emulators apply (Databricks per endpoint, Azure
+//! Resource Manager per subscription for writes).
+//!
+//! Not here: probabilistic faults (the Databricks emulator keeps its own, next to these rules)
+//! and latency.
 
+mod bucket;
 mod connection;
 mod rule;
 
+pub use bucket::TokenBucket;
 pub use connection::{serve_connection, ConnectionKill};
 pub use rule::{Action, DropMode, Rule, Rules};

@@ -130,6 +130,7 @@ pub async fn blob(store: &Store, name: &str, file: &Path) -> Result<u64, TaskErr
         name: name.to_owned(),
         size: 0,
         md5: None,
+        metadata: Default::default(),
     };
     let size = fetch(store, &remote, &target)
         .await

@@ -1,4 +1,5 @@
-//! Local files: walking a folder into blob names, MD5 of a file, content types by extension.
+//! Local files: walking a folder into blob names (with each file's size and modification
+//! time, for upload's quick check), MD5 of a file, content types by extension.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,19 @@ pub struct Local {
     pub path: PathBuf,
     pub name: String,
     pub size: u64,
+    /// The modification time in nanoseconds since the Unix epoch, read when the folder was
+    /// scanned (before the file is read, so a later edit gives a newer time); `None` where
+    /// the file system has none.
+    pub modified_ns: Option<i128>,
+}
+
+/// A file's modification time in nanoseconds since the Unix epoch (negative before it).
+pub fn modified_ns(meta: &std::fs::Metadata) -> Option<i128> {
+    let time = meta.modified().ok()?;
+    Some(match time.duration_since(std::time::UNIX_EPOCH) {
+        Ok(after) => after.as_nanos() as i128,
+        Err(before) => -(before.duration().as_nanos() as i128),
+    })
 }
 
 /// `prefix` + `relative`, with exactly one `/` between them.
@@ -39,6 +53,7 @@ pub fn scan(source: &Path, prefix: &str) -> std::io::Result<Vec<Local>> {
             path: source.to_owned(),
             name: join(prefix, &file),
             size: meta.len(),
+            modified_ns: modified_ns(&meta),
         });
         return Ok(out);
     }
@@ -58,11 +73,12 @@ pub fn scan(source: &Path, prefix: &str) -> std::io::Result<Vec<Local>> {
                     .map(|c| c.as_os_str().to_string_lossy().into_owned())
                     .collect::<Vec<_>>()
                     .join("/");
-                let size = std::fs::metadata(&path)?.len();
+                let meta = std::fs::metadata(&path)?;
                 out.push(Local {
                     name: join(prefix, &relative),
                     path,
-                    size,
+                    size: meta.len(),
+                    modified_ns: modified_ns(&meta),
                 });
             }
         }
@@ -149,6 +165,16 @@ mod tests {
         let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["raw/a.csv", "raw/b/c/z.json"]);
         assert_eq!(files[0].size, 3);
+        // The time as set, to the nanosecond.
+        let when = std::time::UNIX_EPOCH + std::time::Duration::new(1_700_000_000, 123_456_789);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("a.csv"))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        let files = scan(dir.path(), "raw").unwrap();
+        assert_eq!(files[0].modified_ns, Some(1_700_000_000_123_456_789));
         let one = scan(&dir.path().join("a.csv"), "").unwrap();
         assert_eq!(one[0].name, "a.csv");
     }

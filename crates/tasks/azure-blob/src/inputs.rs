@@ -36,6 +36,8 @@ pub struct Inputs {
     pub create_container: bool,
     pub overwrite: bool,
     pub incremental: bool,
+    /// `checksum`: upload compares MD5 even when size and modification time match.
+    pub checksum: bool,
     pub metadata: Vec<(String, String)>,
     pub concurrency: usize,
     pub dry_run: bool,
@@ -68,7 +70,7 @@ fn pick<T: Copy>(
 }
 
 /// `key=value` lines (or `;`-separated) into metadata pairs; names must be C# identifiers,
-/// as Azure requires.
+/// as Azure requires, and not the names the task keeps for its quick check.
 pub fn parse_metadata(text: &str) -> Result<Vec<(String, String)>, TaskError> {
     let mut out = Vec::new();
     for part in text
@@ -90,6 +92,12 @@ pub fn parse_metadata(text: &str) -> Result<Vec<(String, String)>, TaskError> {
         if !valid {
             return Err(TaskError::new(format!(
                 "input 'metadata': '{k}' is not a valid metadata name (letters, digits and '_', not starting with a digit)"
+            )));
+        }
+        let reserved = [crate::upload::SOURCE_SIZE, crate::upload::SOURCE_MTIME];
+        if reserved.iter().any(|r| r.eq_ignore_ascii_case(k)) {
+            return Err(TaskError::new(format!(
+                "input 'metadata': the name '{k}' is the task's own (it records the source file's size and modification time to skip unchanged files): choose another name"
             )));
         }
         let v = v.trim();
@@ -188,6 +196,7 @@ impl Inputs {
             create_container: agent.bool_input("createContainer", false),
             overwrite: agent.bool_input("overwrite", true),
             incremental: agent.bool_input("incremental", true),
+            checksum: agent.bool_input("checksum", false),
             metadata: parse_metadata(&agent.input("metadata").unwrap_or_default())?,
             concurrency: agent.int_input_in("concurrency", 1..=64)?.unwrap_or(8) as usize,
             dry_run: agent.bool_input("dryRun", false),
@@ -209,5 +218,7 @@ mod tests {
         assert_eq!(m[1], ("run_id".into(), "42".into()));
         assert!(parse_metadata("1bad=x").is_err());
         assert!(parse_metadata("novalue").is_err());
+        let err = parse_metadata("AZDO_SRC_MTIME=1").unwrap_err();
+        assert!(err.message().contains("task's own"), "{}", err.message());
     }
 }

@@ -169,6 +169,7 @@ pub async fn run(agent: &Agent, http: HttpClient, cancel: &CancelSignal) -> Resu
             let options = upload::Options {
                 overwrite: inputs.overwrite,
                 incremental: inputs.incremental,
+                checksum: inputs.checksum,
                 metadata: inputs.metadata.clone(),
                 concurrency: inputs.concurrency,
             };

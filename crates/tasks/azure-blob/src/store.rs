@@ -1,10 +1,12 @@
-//! One container through the official SDK (`azure_storage_blob`): listing with sizes and
-//! Content-MD5, existence, creation, and errors turned into messages a user can act on
+//! One container through the official SDK (`azure_storage_blob`): listing with sizes,
+//! Content-MD5 and metadata (one listing, no request per blob), existence, creation, and errors turned into messages a user can act on
 //! (never quoting a URL, which may carry a SAS).
 
 use azure_core::error::ErrorKind;
 use azure_core::http::StatusCode;
-use azure_storage_blob::models::BlobContainerClientListBlobsOptions;
+use std::collections::HashMap;
+
+use azure_storage_blob::models::{BlobContainerClientListBlobsOptions, ListBlobsIncludeItem};
 use azure_storage_blob::{BlobClient, BlobContainerClient, BlobContainerClientOptions};
 use futures::TryStreamExt as _;
 use task_sdk::{HttpClient, TaskError};
@@ -12,12 +14,14 @@ use task_sdk::{HttpClient, TaskError};
 use crate::auth::Account;
 use crate::transport;
 
-/// A blob as listed: name, size and the Content-MD5 stored with it (if any).
+/// A blob as listed: name, size, the Content-MD5 stored with it (if any) and its metadata
+/// (names lowercased: Azure compares them without case).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remote {
     pub name: String,
     pub size: u64,
     pub md5: Option<Vec<u8>>,
+    pub metadata: HashMap<String, String>,
 }
 
 /// A container of an account.
@@ -69,10 +73,11 @@ impl Store {
         }
     }
 
-    /// Every blob whose name starts with `prefix`.
+    /// Every blob whose name starts with `prefix`, with its metadata (`include=metadata`).
     pub async fn list(&self, prefix: &str) -> Result<Vec<Remote>, TaskError> {
         let options = BlobContainerClientListBlobsOptions {
             prefix: (!prefix.is_empty()).then(|| prefix.to_owned()),
+            include: Some(vec![ListBlobsIncludeItem::Metadata]),
             ..Default::default()
         };
         let mut pager = self
@@ -91,6 +96,13 @@ impl Store {
                 name,
                 size: properties.content_length.unwrap_or(0),
                 md5: properties.content_md5.filter(|m| !m.is_empty()),
+                metadata: item
+                    .metadata
+                    .and_then(|m| m.values)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                    .collect(),
             });
         }
         Ok(blobs)

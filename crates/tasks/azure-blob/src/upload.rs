@@ -1,8 +1,16 @@
-//! `upload`: a file or folder to `container/prefix`, incremental (a blob whose size and
-//! Content-MD5 match the file is skipped), a bounded number of files at a time, files larger
-//! than [`BLOCK_SIZE`] as staged blocks (so memory stays at `concurrency` blocks), content
-//! type by extension, metadata, and `overwrite: false` (an existing blob is kept and the
-//! write is conditional, so a blob that appears meanwhile is not replaced either).
+//! `upload`: a file or folder to `container/prefix`, incremental, a bounded number of files at
+//! a time, files larger than [`BLOCK_SIZE`] as staged blocks (so memory stays at
+//! `concurrency` blocks), content type by extension, metadata, and `overwrite: false` (an
+//! existing blob is kept and the write is conditional, so a blob that appears meanwhile is not
+//! replaced either).
+//!
+//! Incremental, as rsync, azcopy sync and `az storage blob sync` decide: every blob records its
+//! source file's size and modification time in metadata ([`SOURCE_SIZE`], [`SOURCE_MTIME`]);
+//! a file whose size and time equal the blob's record is skipped without being read. Any other
+//! file of the blob's size is hashed and skipped when its MD5 equals the blob's Content-MD5 (a
+//! fresh checkout gives every file a new time, not new content). `checksum: true` always
+//! hashes. The blind spot of the quick check: an edit that keeps both the size and the
+//! modification time (a tool that sets the time back).
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -18,15 +26,22 @@ use md5::{Digest, Md5};
 use task_sdk::{out, TaskError};
 
 use crate::files::{self, Local};
-use crate::store::{describe, error_code, Store};
+use crate::store::{describe, error_code, Remote, Store};
 
 /// Files up to this size go in one request; larger ones in blocks of this size.
 pub const BLOCK_SIZE: usize = 8 * 1024 * 1024;
+
+/// Blob metadata: the size in bytes of the file the blob was uploaded from.
+pub const SOURCE_SIZE: &str = "azdo_src_size";
+/// Blob metadata: that file's modification time, in nanoseconds since the Unix epoch.
+pub const SOURCE_MTIME: &str = "azdo_src_mtime";
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub overwrite: bool,
     pub incremental: bool,
+    /// Always compare MD5 (never skip by size and modification time alone), like rsync -c.
+    pub checksum: bool,
     pub metadata: Vec<(String, String)>,
     pub concurrency: usize,
 }
@@ -35,7 +50,10 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fate {
     Uploaded,
-    Unchanged,
+    /// Skipped: the blob records the file's size and modification time.
+    SameSizeAndTime,
+    /// Skipped: the file was read and its MD5 equals the blob's Content-MD5.
+    SameMd5,
     /// `overwrite: false` and the blob exists.
     Kept,
 }
@@ -43,7 +61,9 @@ pub enum Fate {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     pub uploaded: usize,
+    /// Skipped, all told; `hashed` of them after reading the file.
     pub unchanged: usize,
+    pub hashed: usize,
     pub kept: usize,
     pub bytes: u64,
 }
@@ -56,17 +76,17 @@ pub async fn upload(
     options: &Options,
 ) -> Result<Summary, TaskError> {
     let started = Instant::now();
-    let remote: HashMap<String, (u64, Option<Vec<u8>>)> =
-        if options.incremental || !options.overwrite {
-            store
-                .list(prefix)
-                .await?
-                .into_iter()
-                .map(|r| (r.name, (r.size, r.md5)))
-                .collect()
-        } else {
-            HashMap::new()
-        };
+    // One listing (with metadata) for the whole prefix: no request per file to decide.
+    let remote: HashMap<String, Remote> = if options.incremental || !options.overwrite {
+        store
+            .list(prefix)
+            .await?
+            .into_iter()
+            .map(|r| (r.name.clone(), r))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     out::group(&format!(
         "Uploading {} file(s) to {}",
         files.len(),
@@ -74,14 +94,15 @@ pub async fn upload(
     ));
     let results: Vec<(Local, Result<Fate, String>)> = futures::stream::iter(files)
         .map(|file| {
-            let existing = remote.get(&file.name).cloned();
+            let existing = remote.get(&file.name);
             async move {
                 let result = one(store, &file, existing, options).await;
                 match &result {
                     Ok(Fate::Uploaded) => {
                         out::info(&format!("uploaded  {} ({} bytes)", file.name, file.size))
                     }
-                    Ok(Fate::Unchanged) => out::info(&format!("unchanged {}", file.name)),
+                    Ok(Fate::SameSizeAndTime) => out::info(&format!("unchanged {}", file.name)),
+                    Ok(Fate::SameMd5) => out::info(&format!("unchanged {} (same MD5)", file.name)),
                     Ok(Fate::Kept) => out::info(&format!(
                         "kept      {} (exists; overwrite is false)",
                         file.name
@@ -103,16 +124,22 @@ pub async fn upload(
                 summary.uploaded += 1;
                 summary.bytes += file.size;
             }
-            Ok(Fate::Unchanged) => summary.unchanged += 1,
+            Ok(Fate::SameSizeAndTime) => summary.unchanged += 1,
+            Ok(Fate::SameMd5) => {
+                summary.unchanged += 1;
+                summary.hashed += 1;
+            }
             Ok(Fate::Kept) => summary.kept += 1,
             Err(e) => failures.push(format!("{}: {e}", file.path.display())),
         }
     }
     out::info(&format!(
-        "Uploaded {} file(s), {} bytes; {} unchanged; {} kept; {} failed; {:.1} s",
+        "Uploaded {} file(s), {} bytes; {} unchanged ({} by size and time, {} by MD5); {} kept; {} failed; {:.1} s",
         summary.uploaded,
         summary.bytes,
         summary.unchanged,
+        summary.unchanged - summary.hashed,
+        summary.hashed,
         summary.kept,
         failures.len(),
         started.elapsed().as_secs_f64()
@@ -152,29 +179,51 @@ fn read_error(path: &Path, e: std::io::Error) -> String {
     }
 }
 
+/// Whether the blob records this very file: its size and modification time as scanned.
+fn same_size_and_time(blob: &Remote, file: &Local) -> bool {
+    let Some(modified) = file.modified_ns else {
+        return false;
+    };
+    blob.size == file.size
+        && blob.metadata.get(SOURCE_SIZE) == Some(&file.size.to_string())
+        && blob.metadata.get(SOURCE_MTIME) == Some(&modified.to_string())
+}
+
+/// The blob's metadata: the user's, and the source file's size and time for the quick check.
+fn metadata_for(file: &Local, options: &Options) -> HashMap<String, String> {
+    let mut metadata: HashMap<String, String> = options.metadata.iter().cloned().collect();
+    if let Some(modified) = file.modified_ns {
+        metadata.insert(SOURCE_SIZE.to_owned(), file.size.to_string());
+        metadata.insert(SOURCE_MTIME.to_owned(), modified.to_string());
+    }
+    metadata
+}
+
 async fn one(
     store: &Store,
     file: &Local,
-    existing: Option<(u64, Option<Vec<u8>>)>,
+    existing: Option<&Remote>,
     options: &Options,
 ) -> Result<Fate, String> {
-    if let Some((size, md5)) = &existing {
+    if let Some(blob) = existing {
         if !options.overwrite {
             return Ok(Fate::Kept);
         }
-        if options.incremental && *size == file.size {
-            if let Some(md5) = md5 {
+        if options.incremental && blob.size == file.size {
+            if !options.checksum && same_size_and_time(blob, file) {
+                return Ok(Fate::SameSizeAndTime);
+            }
+            if let Some(md5) = &blob.md5 {
                 let local = blocking(file.path.clone(), |p| files::md5_of(&p)).await?;
                 if &local == md5 {
-                    return Ok(Fate::Unchanged);
+                    return Ok(Fate::SameMd5);
                 }
             }
         }
     }
     let blob = store.blob(&file.name).block_blob_client();
     let content_type = files::content_type(&file.name).to_owned();
-    let metadata: Option<HashMap<String, String>> =
-        (!options.metadata.is_empty()).then(|| options.metadata.iter().cloned().collect());
+    let metadata = Some(metadata_for(file, options)).filter(|m| !m.is_empty());
     let if_none_match = (!options.overwrite).then(|| "*".to_owned().into());
     let fail = |e: azure_core::Error| -> String {
         if !options.overwrite

@@ -3,6 +3,8 @@
 
 use azure_task_testkit as common;
 
+mod support;
+
 use std::time::{Duration, SystemTime};
 
 use azure_emulator::Scheme;
@@ -359,4 +361,126 @@ fn a_wrong_key_and_an_expired_sas_are_refused_without_showing_them() {
     );
     assert!(o.succeeded(), "{}", o.dump());
     o.assert_no_secret(&[sas]);
+}
+
+fn set_mtime(path: &std::path::Path, when: SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+}
+
+fn mtime(path: &std::path::Path) -> SystemTime {
+    std::fs::metadata(path).unwrap().modified().unwrap()
+}
+
+/// The blobs under `prefix` as listed (one listing, with metadata), through the task's library.
+fn listing(f: &Fixture, container: &str, prefix: &str) -> Vec<azure_blob::store::Remote> {
+    let store = support::store(&f.azurite, container);
+    support::runtime().block_on(async { store.list(prefix).await.unwrap() })
+}
+
+fn mtime_ns(path: &std::path::Path) -> String {
+    azure_blob::files::modified_ns(&std::fs::metadata(path).unwrap())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn upload_skips_by_size_and_time_and_hashes_what_it_cannot_skip() {
+    let f = Fixture::new();
+    let a = f.env.write("q/a.csv", "id,v\n1,2\n");
+    let b = f.env.write("q/b.csv", "hello");
+    let up = [
+        ("command", "upload"),
+        ("container", "quick"),
+        ("prefix", "in"),
+        ("sourcePath", "q"),
+        ("createContainer", "true"),
+        ("metadata", "source=test\nOwner=data-team"),
+    ];
+    let o = f.ok(&up);
+    assert_eq!(count(&o.log(), "uploaded "), 2, "{}", o.log());
+
+    // The user's metadata and the source's size and time, in the one listing.
+    let blobs = listing(&f, "quick", "in/");
+    assert_eq!(blobs.len(), 2);
+    for (blob, path, size) in [(&blobs[0], &a, "9"), (&blobs[1], &b, "5")] {
+        let m = &blob.metadata;
+        assert_eq!(m.get("source").map(String::as_str), Some("test"), "{m:?}");
+        assert_eq!(
+            m.get("owner").map(String::as_str),
+            Some("data-team"),
+            "{m:?}"
+        );
+        assert_eq!(
+            m.get("azdo_src_size").map(String::as_str),
+            Some(size),
+            "{m:?}"
+        );
+        assert_eq!(m.get("azdo_src_mtime"), Some(&mtime_ns(path)), "{m:?}");
+    }
+
+    // Unchanged files are skipped without reading them.
+    let o = f.ok(&up);
+    let log = o.log();
+    assert_eq!(count(&log, "unchanged "), 2, "{log}");
+    assert!(!log.contains("(same MD5)"), "{log}");
+    assert!(
+        log.contains("2 unchanged (2 by size and time, 0 by MD5)"),
+        "{log}"
+    );
+
+    // A same-size edit with a new time goes again.
+    let before = mtime(&a);
+    std::fs::write(&a, "id,v\n1,3\n").unwrap();
+    set_mtime(&a, before + Duration::from_secs(1));
+    // A touched but unchanged file is read, and skipped by its MD5.
+    set_mtime(&b, mtime(&b) + Duration::from_secs(5));
+    let o = f.ok(&up);
+    let log = o.log();
+    assert_eq!(count(&log, "uploaded "), 1, "{log}");
+    assert!(log.contains("uploaded  in/a.csv"), "{log}");
+    assert!(log.contains("unchanged in/b.csv (same MD5)"), "{log}");
+
+    // An edit that keeps the size and sets the time back is the quick check's blind spot;
+    // checksum: true reads every file and finds it.
+    let recorded = mtime(&a);
+    std::fs::write(&a, "id,v\n1,4\n").unwrap();
+    set_mtime(&a, recorded);
+    let o = f.ok(&up);
+    assert!(
+        o.log()
+            .lines()
+            .any(|l| l.trim_end() == "unchanged in/a.csv"),
+        "{}",
+        o.log()
+    );
+    let mut with_checksum = up.to_vec();
+    with_checksum.push(("checksum", "true"));
+    let o = f.ok(&with_checksum);
+    let log = o.log();
+    assert!(log.contains("uploaded  in/a.csv"), "{log}");
+    assert!(log.contains("unchanged in/b.csv (same MD5)"), "{log}");
+    let blobs = listing(&f, "quick", "in/");
+    assert_eq!(
+        blobs[0].md5.as_deref(),
+        Some(azure_blob::files::md5_bytes(b"id,v\n1,4\n").as_slice())
+    );
+    assert_eq!(
+        blobs[0].metadata.get("source").map(String::as_str),
+        Some("test")
+    );
+
+    // The task's own metadata names are refused as user metadata.
+    let mut clash = up.to_vec();
+    clash[5] = ("metadata", "azdo_src_mtime=0");
+    let o = f.fails(&clash);
+    assert!(
+        o.failure().contains("'azdo_src_mtime' is the task's own"),
+        "{}",
+        o.dump()
+    );
 }

@@ -3,11 +3,12 @@
 
 use azure_task_testkit as common;
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use azure_emulator::Scheme;
 use common::azurite::{Azurite, ACCOUNT, KEY};
@@ -162,35 +163,21 @@ fn a_service_that_stays_busy_fails_the_task_with_the_status() {
 
 #[test]
 fn a_file_that_vanishes_before_its_upload_is_named_and_the_rest_go() {
-    use azure_blob::{auth, files, store::Store, transport::Auth, upload};
+    use azure_blob::{files, upload};
     let azurite = Azurite::start();
     let dir = tempfile::tempdir().unwrap();
     for name in ["a.csv", "b.csv", "c.csv"] {
         std::fs::write(dir.path().join(name), name).unwrap();
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = task_sdk::http::client(&task_sdk::http::HttpSettings::default()).unwrap();
-        let http = task_sdk::HttpClient::new(
-            client,
-            task_sdk::RetryPolicy::default().with_budget(Duration::from_secs(3)),
-        );
-        let sas =
-            auth::account_sas(ACCOUNT, KEY, SystemTime::now(), Duration::from_secs(600)).unwrap();
-        let account = auth::Account {
-            service_url: auth::service_url(&azurite.blob_endpoint(), "endpoint").unwrap(),
-            auth: Auth::Sas(sas),
-        };
-        let store = Store::new(&account, "vanish", &http).unwrap();
+    let store = support::store(&azurite, "vanish");
+    support::runtime().block_on(async {
         store.create().await.unwrap();
         let scanned = files::scan(dir.path(), "in").unwrap();
         std::fs::remove_file(dir.path().join("b.csv")).unwrap();
         let options = upload::Options {
             overwrite: true,
             incremental: true,
+            checksum: false,
             metadata: vec![],
             concurrency: 2,
         };

@@ -200,7 +200,8 @@ async fn existing_objects(
     Ok(all)
 }
 
-/// What was done, for the log and the summary page.
+/// What was done, for the log and the summary page: the plan when it all went through, or
+/// what was done before a failure, the failure, and the triggers started again after it.
 #[derive(Debug, Default)]
 struct Report {
     created: Vec<String>,
@@ -210,6 +211,10 @@ struct Report {
     stopped: Vec<String>,
     started: Vec<String>,
     factory: Option<String>,
+    /// After a failure: the triggers started again, and the writes never made.
+    restarted: Vec<String>,
+    not_written: usize,
+    failure: Option<String>,
 }
 
 impl Report {
@@ -236,11 +241,27 @@ impl Report {
             stopped: plan.stop.iter().map(|t| format!("trigger.{t}")).collect(),
             started: plan.start.iter().map(|t| format!("trigger.{t}")).collect(),
             factory,
+            ..Report::default()
         }
+    }
+
+    /// How many were created, updated, unchanged, deleted, and triggers stopped and started.
+    fn tally(&self) -> [usize; 6] {
+        [
+            self.created.len(),
+            self.updated.len(),
+            self.unchanged.len(),
+            self.deleted.len(),
+            self.stopped.len(),
+            self.started.len(),
+        ]
     }
 
     fn markdown(&self, title: &str) -> String {
         let mut md = format!("## {title}\n\n");
+        if let Some(f) = &self.failure {
+            md.push_str(&format!("**Failed**: {f}\n\nDone before the failure:\n\n"));
+        }
         if let Some(f) = &self.factory {
             md.push_str(&format!("- Factory: {f}\n"));
         }
@@ -254,12 +275,20 @@ impl Report {
         ] {
             md.push_str(&format!("- {label}: {}\n", items.len()));
         }
+        if self.failure.is_some() {
+            md.push_str(&format!(
+                "- Not written (the deploy stopped first): {}\n- Triggers restarted after the failure: {}\n",
+                self.not_written,
+                self.restarted.len()
+            ));
+        }
         for (label, items) in [
             ("Created", &self.created),
             ("Updated", &self.updated),
             ("Deleted", &self.deleted),
             ("Triggers stopped", &self.stopped),
             ("Triggers started", &self.started),
+            ("Triggers restarted after the failure", &self.restarted),
         ] {
             if !items.is_empty() {
                 md.push_str(&format!("\n### {label}\n\n"));
@@ -288,17 +317,13 @@ fn upload_summary(agent: &Agent, markdown: &str) {
 pub async fn run(agent: &Agent, http: task_sdk::HttpClient) -> Result<(), TaskError> {
     let inputs = Inputs::from_agent(agent)?;
     let conn = agent.azure_rm(&inputs.connection)?;
-    let subscription = inputs
-        .subscription
-        .clone()
-        .or_else(|| conn.subscription_id.clone())
-        .ok_or_else(|| {
-            TaskError::new(format!(
-                "no subscription: set the input 'Subscription' (subscriptionId), or use a service connection with a subscription (connection '{}' has none)",
-                conn.id
-            ))
-        })?;
-    let credential = Credential::from_agent(agent, &conn, &http)?;
+    let (subscription, credential) = Credential::for_subscription(
+        agent,
+        &conn,
+        inputs.subscription.as_deref(),
+        "subscriptionId",
+        &http,
+    )?;
     let adf = DataFactory::new(&conn, credential, http).map_err(fail)?;
     let factory = FactoryRef {
         subscription,
@@ -432,16 +457,63 @@ pub async fn run(agent: &Agent, http: task_sdk::HttpClient) -> Result<(), TaskEr
         out::info("Dry run: nothing was written.");
         return Ok(());
     }
-    if let Some((_, body)) = &factory_body {
-        adf.put_factory(&factory, body).await.map_err(fail)?;
+    let mut done = Report {
+        unchanged: report.unchanged.clone(),
+        ..Report::default()
+    };
+    if let Err(failure) = apply(
+        &adf,
+        &factory,
+        &plan,
+        factory_body.as_ref(),
+        &inputs,
+        &mut done,
+    )
+    .await
+    {
+        done.not_written = plan.writes().count() - done.created.len() - done.updated.len();
+        done.failure = Some(failure.clone());
+        upload_summary(
+            agent,
+            &done.markdown(&format!("Data Factory deploy failed: {}", factory.name)),
+        );
+        return Err(TaskError::new(failure));
+    }
+    upload_summary(
+        agent,
+        &report.markdown(&format!("Data Factory deploy: {}", factory.name)),
+    );
+    let [created, updated, unchanged, deleted, stopped, started] = report.tally();
+    out::info(&format!(
+        "Deployed {factory}: {created} created, {updated} updated, {unchanged} unchanged, {deleted} deleted; {stopped} trigger(s) stopped, {started} started."
+    ));
+    Ok(())
+}
+
+/// Carries the plan out, recording in `done` what went through. After a failed write the
+/// triggers it stopped are started again (those not being deleted).
+async fn apply(
+    adf: &DataFactory,
+    factory: &FactoryRef,
+    plan: &Plan,
+    factory_body: Option<&(&str, Value)>,
+    inputs: &Inputs,
+    done: &mut Report,
+) -> Result<(), String> {
+    if let Some((what, body)) = factory_body {
+        adf.put_factory(factory, body)
+            .await
+            .map_err(|e| e.to_string())?;
+        done.factory = Some(what.to_string());
     }
     for t in &plan.stop {
-        adf.set_trigger(&factory, t, false)
+        adf.set_trigger(factory, t, false)
             .await
-            .map_err(|e| TaskError::new(format!("{e}; nothing else was changed")))?;
+            .map_err(|e| format!("{e}; nothing else was changed"))?;
         out::info(&format!("Stopped trigger '{t}'."));
+        done.stopped.push(format!("trigger.{t}"));
     }
-    if let Err(e) = execute(&adf, &factory, &plan, inputs.concurrency).await {
+    if let Err(e) = execute(adf, factory, plan, inputs.concurrency, done).await {
         let mut message = e;
         let restart: Vec<&String> = plan
             .stop
@@ -455,30 +527,23 @@ pub async fn run(agent: &Agent, http: task_sdk::HttpClient) -> Result<(), TaskEr
             })
             .collect();
         for t in restart {
-            match adf.set_trigger(&factory, t, true).await {
-                Ok(()) => out::info(&format!("Restarted trigger '{t}' after the failure.")),
+            match adf.set_trigger(factory, t, true).await {
+                Ok(()) => {
+                    out::info(&format!("Restarted trigger '{t}' after the failure."));
+                    done.restarted.push(format!("trigger.{t}"));
+                }
                 Err(e) => message.push_str(&format!("; restarting trigger '{t}' failed too: {e}")),
             }
         }
-        return Err(TaskError::new(message));
+        return Err(message);
     }
     for t in &plan.start {
-        adf.set_trigger(&factory, t, true).await.map_err(fail)?;
+        adf.set_trigger(factory, t, true)
+            .await
+            .map_err(|e| e.to_string())?;
         out::info(&format!("Started trigger '{t}'."));
+        done.started.push(format!("trigger.{t}"));
     }
-    upload_summary(
-        agent,
-        &report.markdown(&format!("Data Factory deploy: {}", factory.name)),
-    );
-    out::info(&format!(
-        "Deployed {factory}: {} created, {} updated, {} unchanged, {} deleted; {} trigger(s) stopped, {} started.",
-        report.created.len(),
-        report.updated.len(),
-        report.unchanged.len(),
-        report.deleted.len(),
-        report.stopped.len(),
-        report.started.len()
-    ));
     Ok(())
 }
 
@@ -507,24 +572,21 @@ fn print_plan(plan: &Plan, report: &Report, dry_run: bool) {
     for t in &plan.start {
         out::info(&format!("Trigger '{t}' {verb} started."));
     }
+    let [created, updated, unchanged, deleted, stopped, started] = report.tally();
     out::info(&format!(
-        "Plan: {} to create, {} to update, {} unchanged, {} to delete, {} trigger(s) to stop, {} to start.",
-        report.created.len(),
-        report.updated.len(),
-        report.unchanged.len(),
-        report.deleted.len(),
-        report.stopped.len(),
-        report.started.len()
+        "Plan: {created} to create, {updated} to update, {unchanged} unchanged, {deleted} to delete, {stopped} trigger(s) to stop, {started} to start."
     ));
 }
 
 /// The writes level by level (at most `concurrency` at once), then the deletions, dependents
-/// first. The first failure stops it after the level's calls in flight end.
+/// first, each recorded in `done`. The first failure stops it after the level's calls in
+/// flight end.
 async fn execute(
     adf: &DataFactory,
     factory: &FactoryRef,
     plan: &Plan,
     concurrency: usize,
+    done: &mut Report,
 ) -> Result<(), String> {
     for level in &plan.levels {
         let mut pending = level.iter();
@@ -539,15 +601,23 @@ async fn execute(
                     (w, r)
                 });
             }
-            let Some(done) = running.join_next().await else {
+            let Some(finished) = running.join_next().await else {
                 break;
             };
-            match done {
-                Ok((w, Ok(_))) => out::info(&format!(
-                    "{} {}.",
-                    w.key,
-                    if w.create { "created" } else { "updated" }
-                )),
+            match finished {
+                Ok((w, Ok(_))) => {
+                    out::info(&format!(
+                        "{} {}.",
+                        w.key,
+                        if w.create { "created" } else { "updated" }
+                    ));
+                    let list = if w.create {
+                        &mut done.created
+                    } else {
+                        &mut done.updated
+                    };
+                    list.push(w.key.to_string());
+                }
                 Ok((w, Err(e))) => {
                     failure.get_or_insert(format!("{} ({}): {e}", w.key, w.file));
                 }
@@ -566,6 +636,7 @@ async fn execute(
                 format!("the deploy stopped while deleting what is not in source: {k}: {e}")
             })?;
             out::info(&format!("{k} deleted (not in source)."));
+            done.deleted.push(k.to_string());
         }
     }
     Ok(())

@@ -2,12 +2,14 @@
 //! with `--ignored --nocapture`. A generated factory of 300 objects (20 linked services, 80
 //! datasets, 200 pipelines in 20 `ExecutePipeline` chains of 10) is deployed to the Azure
 //! emulator answering every request after 100 ms, then deployed again unchanged; each run is
-//! timed with `/usr/bin/time` (wall clock and peak RSS). It prints the measures and asserts
-//! only what was written, never how fast.
+//! timed with `/usr/bin/time` (wall clock and peak RSS). A second run does the same with Azure
+//! Resource Manager's documented write throttling (a bucket of 200 writes per subscription
+//! refilled at 10 a second: 429 with `Retry-After` beyond it). It prints the measures and
+//! asserts only what was written, never how fast.
 
 use std::time::Duration;
 
-use azure_emulator::{Options, Scheme, SeedFactory};
+use azure_emulator::{Options, Scheme, SeedFactory, WriteLimit};
 use azure_task_testkit::{Env, Outcome, CONNECTION};
 
 const BIN: &str = env!("CARGO_BIN_EXE_deploy-adf");
@@ -71,6 +73,16 @@ fn timed(env: &Env, inputs: &[(&str, &str)]) -> (Outcome, f64, u64) {
 #[test]
 #[ignore = "a benchmark: scripts/bench/deploy-adf.sh"]
 fn bench_300_objects_with_100ms_latency() {
+    bench(None);
+}
+
+#[test]
+#[ignore = "a benchmark: scripts/bench/deploy-adf.sh"]
+fn bench_300_objects_with_100ms_latency_and_arm_write_throttling() {
+    bench(Some(WriteLimit::ARM));
+}
+
+fn bench(limit: Option<WriteLimit>) {
     let env = Env::with_options(
         Scheme::ServicePrincipal,
         Options {
@@ -81,6 +93,7 @@ fn bench_300_objects_with_100ms_latency() {
                 name: "adf-bench".into(),
                 pipelines: vec![],
             }],
+            arm_write_limit: limit,
             ..Options::default()
         },
     );
@@ -97,19 +110,39 @@ fn bench_300_objects_with_100ms_latency() {
     assert!(full.succeeded(), "{}", full.dump());
     assert!(full.log().contains("300 created"), "{}", full.log());
     let writes = env.emulator.state()["adfWrites"].as_u64().unwrap();
+    let throttled = env.emulator.state()["writesThrottled"].as_u64().unwrap();
     let (again, again_s, again_kib) = timed(&env, &inputs);
     assert!(again.succeeded(), "{}", again.dump());
     assert_eq!(env.emulator.state()["adfWrites"].as_u64().unwrap(), writes);
     // Levels: linked services, datasets, then the 10 pipelines of each chain (last first).
     let depth = 2 + CHAIN_LENGTH;
+    let latency_s = LATENCY_MS as f64 / 1000.0;
     println!(
-        "deployadf benchmark: 300 objects, {LATENCY_MS} ms latency, concurrency {concurrency}"
+        "deployadf benchmark: 300 objects, {LATENCY_MS} ms latency, concurrency {concurrency}, {}",
+        match limit {
+            None => "no write limit".to_owned(),
+            Some(l) => format!(
+                "ARM write limit: bucket {} refilled at {}/s",
+                l.burst, l.per_second
+            ),
+        }
     );
-    println!("full deploy: {full_s:.2} s, peak RSS {} KiB", full_kib);
+    println!(
+        "full deploy: {full_s:.2} s, peak RSS {full_kib} KiB, {throttled} write(s) answered 429"
+    );
     println!(
         "depth bound: {depth} levels x {LATENCY_MS} ms = {:.2} s",
-        depth as f64 * LATENCY_MS as f64 / 1000.0
+        depth as f64 * latency_s
     );
+    if let Some(l) = limit {
+        let over = (writes as f64 - f64::from(l.burst)).max(0.0);
+        println!(
+            "throttle bound: ({writes} writes - bucket {}) / {}/s = {:.2} s",
+            l.burst,
+            l.per_second,
+            over / l.per_second
+        );
+    }
     println!(
         "unchanged redeploy: {again_s:.2} s ({:.0} % of the full deploy), peak RSS {again_kib} KiB",
         100.0 * again_s / full_s

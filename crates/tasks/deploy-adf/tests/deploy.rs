@@ -65,6 +65,16 @@ fn object(env: &Env, collection: &str, name: &str) -> Option<Value> {
         .cloned()
 }
 
+/// The summary page the run uploaded.
+fn summary(out: &Outcome) -> String {
+    let c = out
+        .commands
+        .iter()
+        .find(|c| c.name() == "task.uploadsummary")
+        .unwrap_or_else(|| panic!("a summary page: {}", out.dump()));
+    std::fs::read_to_string(&c.data).unwrap()
+}
+
 fn factory_objects(env: &Env) -> usize {
     let marker = format!("/factories/{FACTORY}/").to_ascii_lowercase();
     env.emulator.state()["resources"]
@@ -115,14 +125,6 @@ fn the_test_factory_deploys_then_redeploys_with_no_write_under_wif() {
     assert!(at("linkedService.LS_KeyVault created") < at("linkedService.LS_SalesSql created"));
     assert!(at("pipeline.PL_Ingest_Orders created") < at("pipeline.PL_Load_All created"));
     assert!(at("pipeline.PL_Load_All created") < at("pipeline.PL_Master_Daily created"));
-    let summary = |out: &Outcome| {
-        let c = out
-            .commands
-            .iter()
-            .find(|c| c.name() == "task.uploadsummary")
-            .expect("a summary page");
-        std::fs::read_to_string(&c.data).unwrap()
-    };
     let page = summary(&out);
     assert!(
         page.contains("- Created: 41") && page.contains("`pipeline.PL_Master_Daily`"),
@@ -382,6 +384,39 @@ fn started_triggers_are_stopped_for_an_update_and_restarted_even_after_a_failure
             .contains("Restarted trigger 'TR_Hourly_ShopFloor' after the failure"),
         "{}",
         out.log()
+    );
+    // The summary page says what was done before the failure, what failed, and which
+    // triggers run again.
+    let page = summary(&out);
+    assert!(
+        page.starts_with("## Data Factory deploy failed: adf-sales-platform"),
+        "{page}"
+    );
+    assert!(
+        page.contains("**Failed**: the deploy stopped: pipeline.PL_Master_Daily (pipeline/PL_Master_Daily.json)"),
+        "{page}"
+    );
+    assert!(
+        page.contains("- Created: 0\n- Updated: 0\n- Unchanged: 40\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("- Not written (the deploy stopped first): 1\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("- Triggers stopped: 2\n- Triggers started: 0\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("- Triggers restarted after the failure: 2\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("### Triggers restarted after the failure\n\n")
+            && page.contains("- `trigger.TR_Hourly_ShopFloor`")
+            && page.contains("- `trigger.TR_Daily_0300`"),
+        "{page}"
     );
     for t in ["TR_Daily_0300", "TR_Hourly_ShopFloor"] {
         assert_eq!(

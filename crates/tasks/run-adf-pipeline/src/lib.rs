@@ -228,17 +228,13 @@ pub async fn run_with(
     cancel: &CancelSignal,
 ) -> Result<(), TaskError> {
     let conn = agent.azure_rm(&inputs.connection)?;
-    let subscription = inputs
-        .subscription
-        .clone()
-        .or_else(|| conn.subscription_id.clone())
-        .ok_or_else(|| {
-            TaskError::new(format!(
-                "no subscription: set the input 'Subscription' (subscriptionId), or use a service connection with a subscription (connection '{}' has none)",
-                conn.id
-            ))
-        })?;
-    let credential = Credential::from_agent(agent, &conn, &http)?;
+    let (subscription, credential) = Credential::for_subscription(
+        agent,
+        &conn,
+        inputs.subscription.as_deref(),
+        "subscriptionId",
+        &http,
+    )?;
     let adf = DataFactory::new(&conn, credential, http)?;
     let factory = FactoryRef {
         subscription,

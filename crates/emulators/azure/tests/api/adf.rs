@@ -187,7 +187,7 @@ async fn a_seeded_pipeline_succeeds_fails_on_request_and_cancels() {
         .call(
             Method::POST,
             &format!("{factory}/pipelineruns/{run_id}/queryActivityruns?{ADF_API}"),
-            Some(json!({})),
+            Some(json!({"lastUpdatedAfter": "2020-01-01T00:00:00Z", "lastUpdatedBefore": "2100-01-01T00:00:00Z"})),
         )
         .await;
     assert_eq!(q.body["value"][0]["error"]["errorCode"], "EmulatorFailure");
@@ -243,7 +243,7 @@ async fn a_seeded_pipeline_succeeds_fails_on_request_and_cancels() {
         .call(
             Method::POST,
             &format!("{factory}/pipelineruns/{run_id}/queryActivityruns?{ADF_API}"),
-            Some(json!({})),
+            Some(json!({"lastUpdatedAfter": "2020-01-01T00:00:00Z", "lastUpdatedBefore": "2100-01-01T00:00:00Z"})),
         )
         .await;
     assert_eq!(q.body["value"][0]["status"], "Cancelled");

@@ -68,7 +68,7 @@ async fn run(arm: &Arm, factory: &str, pipeline: &str, parameters: Value) -> (Va
                 .call(
                     Method::POST,
                     &format!("{factory}/pipelineruns/{run_id}/queryActivityruns?{ADF_API}"),
-                    Some(json!({})),
+                    Some(json!({"lastUpdatedAfter": "2020-01-01T00:00:00Z", "lastUpdatedBefore": "2100-01-01T00:00:00Z"})),
                 )
                 .await;
             return (a.body, q.body["value"].as_array().unwrap().clone());

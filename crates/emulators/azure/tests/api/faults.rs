@@ -11,6 +11,16 @@ fn rule(text: &str) -> FaultRule {
     text.parse().expect("the rule parses")
 }
 
+/// `PUT` of resource group `name`.
+async fn put_rg(arm: &Arm, name: &str) -> crate::common::Answer {
+    arm.call(
+        Method::PUT,
+        &format!("{}/resourcegroups/{name}?{API}", arm.sub()),
+        Some(json!({"location": "westeurope"})),
+    )
+    .await
+}
+
 async fn rg_exists(arm: &Arm, name: &str) -> bool {
     let state = arm.emu.state();
     state["resourceGroups"]
@@ -29,17 +39,7 @@ async fn a_status_rule_answers_with_arm_errors_after_its_offset_and_for_its_time
         ..fast()
     })
     .await;
-    let put = |name: &'static str| {
-        let arm = &arm;
-        async move {
-            arm.call(
-                Method::PUT,
-                &format!("{}/resourcegroups/{name}?{API}", arm.sub()),
-                Some(json!({"location": "westeurope"})),
-            )
-            .await
-        }
-    };
+    let put = |name: &'static str| put_rg(&arm, name);
     assert_eq!(put("first").await.status, StatusCode::CREATED);
     for name in ["second", "third"] {
         let a = put(name).await;
@@ -134,4 +134,37 @@ async fn rules_are_listed_cleared_and_bad_ones_refused() {
         .call(Method::GET, &format!("{}?{API}", arm.sub()), None)
         .await;
     assert_eq!(a.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_write_limit_throttles_writes_only_and_refills() {
+    // A bucket of 2 refilled at one write every 2 s.
+    let arm = Arm::start(azure_emulator::Options {
+        arm_write_limit: Some(azure_emulator::WriteLimit {
+            burst: 2,
+            per_second: 0.5,
+        }),
+        ..fast()
+    })
+    .await;
+    let put = |name: &'static str| put_rg(&arm, name);
+    assert_eq!(put("one").await.status, StatusCode::CREATED);
+    assert_eq!(put("two").await.status, StatusCode::CREATED);
+    let a = put("three").await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+    assert_eq!(a.header("retry-after"), "2");
+    assert_eq!(a.body["error"]["code"], "SubscriptionRequestsThrottled");
+    assert!(!rg_exists(&arm, "three").await);
+    // Reads are not writes.
+    let read = arm
+        .call(
+            Method::GET,
+            &format!("{}/resourcegroups/one?{API}", arm.sub()),
+            None,
+        )
+        .await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(arm.emu.state()["writesThrottled"], 1);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(put("three").await.status, StatusCode::CREATED);
 }
