@@ -372,7 +372,7 @@ fn arm_failure(context: &str, error: ArmError) -> TaskError {
         append_policy_hint(&mut message, tree);
     }
     if error.code() == Some("InvalidContentLink") {
-        message.push_str("\nAzure Resource Manager could not download the link named above: check the input 'Template link' (csmFileLink) or 'Template parameters link' (csmParametersFileLink). ARM fetches it itself, so it must be reachable from Azure (not only from the agent: no private network or localhost address), and a storage link needs a valid SAS token.");
+        message.push_str("\nAzure Resource Manager could not download the link named above: check the input 'Template link' (csmFileLink) or 'Template parameters link' (csmParametersFileLink), or a linked template's templateLink (built from '_artifactsLocation' and '_artifactsLocationSasToken' when the template's folder is staged). ARM fetches it itself, so it must be reachable from Azure (not only from the agent: no private network or localhost address), the file must exist at that path, and a storage link needs a valid SAS token.");
     }
     TaskError::new(message)
 }
