@@ -607,6 +607,14 @@ async fn stage_artifacts(
     if !artifacts::applies(template) {
         return Ok(());
     }
+    // Everything next to the template is uploaded: not the whole working directory (sources,
+    // .git, build output) by accident.
+    if path.parent() == Some(inputs.root.as_path()) {
+        return Err(TaskError::new(format!(
+            "input 'artifactsStorageAccount': the template '{}' is at the top of the working directory, so staging its folder would upload the whole working directory: move the template and the files it links into a folder of their own",
+            path.display()
+        )));
+    }
     // A folder per run, so that concurrent runs do not mix: a generated deployment name is
     // already unique; a fixed one gets a suffix.
     let default_prefix = match &inputs.deployment_name {

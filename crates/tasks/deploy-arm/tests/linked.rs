@@ -280,6 +280,18 @@ fn an_unreachable_account_fails_before_anything_changes_in_azure() {
         0,
         "the resource group is not created"
     );
+    // A template at the top of the working directory would stage all of it.
+    env.write("top.json", main_template().to_string());
+    let mut top = inputs(&account, &[]);
+    top[3] = ("csmFile", "top.json");
+    let out = env.run(BIN, &top);
+    assert!(out.failed(), "{}", out.dump());
+    assert!(
+        out.failure()
+            .contains("would upload the whole working directory"),
+        "{}",
+        out.dump()
+    );
     // A name that is neither an account name nor a URL.
     let out = env.run(BIN, &inputs("My_Account", &[]));
     assert!(out.failed(), "{}", out.dump());
