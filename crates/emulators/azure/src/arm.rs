@@ -632,6 +632,8 @@ struct DeploymentRequest {
     mode: String,
     template: Value,
     parameters: Value,
+    /// `templateLink.uri`, which `deployment()` shows.
+    template_link: Option<String>,
 }
 
 fn parse_request(req: &Req, scope: &Scope) -> Result<DeploymentRequest, Reply> {
@@ -699,11 +701,15 @@ fn parse_request(req: &Req, scope: &Scope) -> Result<DeploymentRequest, Reply> {
             "The request content was invalid and could not be deserialized: the deployment must contain either 'template' or 'templateLink'.",
         ));
     };
+    let template_link = properties["templateLink"]["uri"]
+        .as_str()
+        .map(str::to_owned);
     Ok(DeploymentRequest {
         location,
         mode,
         template,
         parameters,
+        template_link,
     })
 }
 
@@ -738,7 +744,13 @@ fn plan_for(
         },
         deployment_name: name.to_string(),
     };
-    template::plan(&request.template, &request.parameters, &info, links)
+    template::plan(
+        &request.template,
+        &request.parameters,
+        &info,
+        links,
+        request.template_link.as_deref(),
+    )
 }
 
 fn create_deployment(

@@ -190,8 +190,9 @@ pub fn plan(
     supplied: &Value,
     scope: &ScopeInfo,
     links: &Links,
+    template_link: Option<&str>,
 ) -> Result<Plan, ArmError> {
-    plan_at(template, supplied, scope, links, None, 0)
+    plan_at(template, supplied, scope, links, template_link, 0)
 }
 
 fn plan_at(

@@ -290,9 +290,15 @@ async fn top_level_template_and_parameters_links_are_fetched() {
         done["properties"]["provisioningState"], "Succeeded",
         "{done}"
     );
-    assert!(arm.emu.state()["resources"]
-        .as_array()
-        .unwrap()
+    let all = arm.emu.state()["resources"].as_array().unwrap().clone();
+    let account = all
         .iter()
-        .any(|r| r["name"] == "sttoplevel"));
+        .find(|r| r["name"] == "sttoplevel")
+        .expect("deployed");
+    // deployment() of a linked deployment shows its link: the quickstart default of
+    // `_artifactsLocation`.
+    assert_eq!(
+        account["properties"]["linkedFrom"],
+        format!("{}/t/storage.json", files.base)
+    );
 }
