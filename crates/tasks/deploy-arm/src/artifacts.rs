@@ -155,7 +155,10 @@ pub async fn stage(
             e.message()
         ))
     };
-    if store.create().await.map_err(staging_failed)? {
+    // Created only when missing: a role on an existing container is enough then.
+    if !store.exists().await.map_err(staging_failed)?
+        && store.create().await.map_err(staging_failed)?
+    {
         out::info(&format!("Created container '{}'.", artifacts.container));
     }
     let options = upload::Options {
