@@ -200,7 +200,8 @@ async fn validation_errors_carry_arm_codes() {
         .unwrap_err();
     assert_eq!(e.code(), Some("ResourceGroupNotFound"), "{e}");
 
-    // Linked templates are not downloadable by the emulator: the error still comes through whole.
+    // A link the emulator cannot fetch (it fetches loopback addresses only): the error still
+    // comes through whole.
     let linked = DeploymentRequest {
         template: TemplateSource::Link("https://example.invalid/t.json".into()),
         parameters: ParametersSource::None,

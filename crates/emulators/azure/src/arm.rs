@@ -525,7 +525,7 @@ fn deployment(shared: &Shared, req: &Req, scope: Scope, name: &str, tail: &[&str
                 Ok(r) => r,
                 Err(reply) => return reply,
             };
-            match plan_for(shared, &state, &scope, name, &request) {
+            match plan_for(shared, &state, &scope, name, &request, &req.links) {
                 Ok(plan) => json_reply(
                     StatusCode::OK,
                     json!({
@@ -632,6 +632,8 @@ struct DeploymentRequest {
     mode: String,
     template: Value,
     parameters: Value,
+    /// `templateLink.uri`, which `deployment()` shows.
+    template_link: Option<String>,
 }
 
 fn parse_request(req: &Req, scope: &Scope) -> Result<DeploymentRequest, Reply> {
@@ -679,31 +681,35 @@ fn parse_request(req: &Req, scope: &Scope) -> Result<DeploymentRequest, Reply> {
             "The deployment mode 'Complete' is not supported for deployments at this scope. Please see https://aka.ms/arm-deployment-modes for usage details.",
         ));
     }
-    for link in ["templateLink", "parametersLink"] {
-        if let Some(uri) = properties
-            .get(link)
+    // Links are fetched as ARM fetches them (from loopback addresses only: see `links`).
+    let link = |name: &str| {
+        properties
+            .get(name)
             .and_then(|l| l.get("uri"))
             .and_then(Value::as_str)
-        {
-            return Err(arm_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidContentLink",
-                &format!("Unable to download deployment content from '{uri}'. The tracking Id is '{}'. Please see https://aka.ms/arm-deploy for usage details.", clock::guid()),
-            ));
-        }
-    }
-    let Some(template) = properties.get("template").cloned() else {
+            .map(|uri| req.links.document(uri).map_err(|e| e.reply()))
+    };
+    let parameters = match link("parametersLink") {
+        Some(doc) => doc?.get("parameters").cloned().unwrap_or(Value::Null),
+        None => properties.get("parameters").cloned().unwrap_or(Value::Null),
+    };
+    let linked = link("templateLink").transpose()?;
+    let Some(template) = linked.or_else(|| properties.get("template").cloned()) else {
         return Err(arm_error(
             StatusCode::BAD_REQUEST,
             "InvalidRequestContent",
             "The request content was invalid and could not be deserialized: the deployment must contain either 'template' or 'templateLink'.",
         ));
     };
+    let template_link = properties["templateLink"]["uri"]
+        .as_str()
+        .map(str::to_owned);
     Ok(DeploymentRequest {
         location,
         mode,
         template,
-        parameters: properties.get("parameters").cloned().unwrap_or(Value::Null),
+        parameters,
+        template_link,
     })
 }
 
@@ -713,6 +719,7 @@ fn plan_for(
     scope: &Scope,
     name: &str,
     request: &DeploymentRequest,
+    links: &crate::links::Links,
 ) -> Result<Plan, ArmError> {
     let resource_group = match scope {
         Scope::ResourceGroup(rg) => state
@@ -737,7 +744,13 @@ fn plan_for(
         },
         deployment_name: name.to_string(),
     };
-    template::plan(&request.template, &request.parameters, &info)
+    template::plan(
+        &request.template,
+        &request.parameters,
+        &info,
+        links,
+        request.template_link.as_deref(),
+    )
 }
 
 fn create_deployment(
@@ -765,7 +778,7 @@ fn create_deployment(
         Some(_) => true,
         None => false,
     };
-    let plan = match plan_for(shared, state, &scope, name, &request) {
+    let plan = match plan_for(shared, state, &scope, name, &request, &req.links) {
         Ok(p) => p,
         Err(e) => return e.reply(),
     };
@@ -878,6 +891,38 @@ fn complete(shared: &Shared, state: &mut State, key: &str) {
     let mut operations = Vec::new();
     for r in &d.plan.resources {
         let target = Some((r.id.as_str(), r.resource_type.as_str(), r.name.as_str()));
+        if let Some(nested) = &r.nested {
+            // A linked deployment is a deployment of its own, finished before the next
+            // resource; its failure fails this one with the nested error tree.
+            let (existed, result) = run_nested(shared, state, &d, &r.id, nested);
+            let code = if existed { "OK" } else { "Created" };
+            match result {
+                Ok(()) => {
+                    d.output_resources.push(r.id.clone());
+                    operations.push(operation(
+                        &d,
+                        target,
+                        "Succeeded",
+                        Some(code),
+                        None,
+                        "Create",
+                    ));
+                    continue;
+                }
+                Err(error) => {
+                    operations.push(operation(
+                        &d,
+                        target,
+                        "Failed",
+                        Some("Conflict"),
+                        Some(&error),
+                        "Create",
+                    ));
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
         if let Some(error) = &r.failure {
             operations.push(operation(
                 &d,
@@ -979,7 +1024,7 @@ fn complete(shared: &Shared, state: &mut State, key: &str) {
                     );
                     let keep: Vec<String> = d
                         .plan
-                        .resources
+                        .flat_resources()
                         .iter()
                         .map(|r| r.id.to_ascii_lowercase())
                         .collect();
@@ -1004,6 +1049,44 @@ fn complete(shared: &Shared, state: &mut State, key: &str) {
     d.operations = operations;
     d.end_ms = Some(clock::now_ms());
     state.deployments.insert(key.to_string(), d);
+}
+
+/// Deploys a linked deployment planned in `parent` as a deployment named after its resource,
+/// to the end. Returns whether it replaced one, and its error if it failed.
+fn run_nested(
+    shared: &Shared,
+    state: &mut State,
+    parent: &Deployment,
+    id: &str,
+    nested: &template::Nested,
+) -> (bool, Result<(), Value>) {
+    let key = id.to_ascii_lowercase();
+    let deployment = Deployment {
+        id: id.to_owned(),
+        name: nested.name.clone(),
+        scope: parent.scope.clone(),
+        location: parent.location.clone(),
+        mode: nested.mode.clone(),
+        template: nested.template.clone(),
+        plan: nested.plan.clone(),
+        status: Status::Accepted,
+        polls: 0,
+        steps: 0,
+        error: None,
+        operations: Vec::new(),
+        output_resources: Vec::new(),
+        start_ms: clock::now_ms(),
+        end_ms: None,
+        correlation_id: parent.correlation_id.clone(),
+    };
+    let existed = state.deployments.insert(key.clone(), deployment).is_some();
+    complete(shared, state, &key);
+    let done = &state.deployments[&key];
+    let result = match done.status {
+        Status::Succeeded => Ok(()),
+        _ => Err(done.error.clone().unwrap_or(Value::Null)),
+    };
+    (existed, result)
 }
 
 /// The operations a client sees: finished ones, or the planned ones while still running.
@@ -1148,13 +1231,13 @@ fn what_if(shared: &Shared, state: &mut State, req: &Req, scope: &Scope, name: &
         Ok(r) => r,
         Err(reply) => return reply,
     };
-    let plan = match plan_for(shared, state, scope, name, &request) {
+    let plan = match plan_for(shared, state, scope, name, &request, &req.links) {
         Ok(p) => p,
         Err(e) => return e.reply(),
     };
     let mut changes = Vec::new();
     let mut planned_ids = Vec::new();
-    for r in &plan.resources {
+    for r in plan.flat_resources() {
         let rid = r.id.to_ascii_lowercase();
         planned_ids.push(rid.clone());
         let after = comparable(&r.body);

@@ -357,6 +357,18 @@ fn call(name: &str, args: &[Expr], ctx: &Ctx<'_>, depth: u32) -> Result<Value, E
                 ))
             }
         }
+        // The base's last segment is replaced unless it ends in '/' (RFC 3986, as .NET's Uri).
+        "uri" => {
+            let (base, relative) = (as_str(&arg(0)?)?, as_str(&arg(1)?)?);
+            url::Url::parse(&base)
+                .and_then(|u| u.join(&relative))
+                .map(|u| Value::String(u.to_string()))
+                .map_err(|_| {
+                    EvalError::Invalid(format!(
+                        "The template language function 'uri' expects an absolute URI as its first argument; '{base}' is not"
+                    ))
+                })
+        }
         "resourcegroup" => ctx.resource_group.clone().ok_or_else(|| {
             EvalError::Invalid(
                 "The template function 'RESOURCEGROUP' is not expected at this location".into(),

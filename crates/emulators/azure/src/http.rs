@@ -16,6 +16,8 @@ pub struct Req {
     pub query: Vec<(String, String)>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Linked documents fetched for this request so far (see `links`).
+    pub links: crate::links::Links,
 }
 
 impl Req {
@@ -50,6 +52,7 @@ impl Req {
             query,
             headers,
             body,
+            links: Default::default(),
         }
     }
 
@@ -99,6 +102,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: Vec<(String, String)>,
     pub body: Option<Value>,
+    /// Not an answer yet: fetch this linked document, then route the request again.
+    pub fetch: Option<String>,
 }
 
 impl Reply {
@@ -114,6 +119,7 @@ pub fn json(status: StatusCode, body: Value) -> Reply {
         status,
         headers: Vec::new(),
         body: Some(body),
+        fetch: None,
     }
 }
 
@@ -123,6 +129,7 @@ pub fn empty(status: StatusCode) -> Reply {
         status,
         headers: Vec::new(),
         body: None,
+        fetch: None,
     }
 }
 

@@ -5,8 +5,8 @@
 //!
 //! It is **not** Azure: no real authentication (tokens are unsigned JWT-shaped strings checked
 //! against the emulator's own table), no resource providers (resources are stored as the
-//! template wrote them), no linked templates, `copy` loops or nested-deployment expansion, and
-//! time advances by polling rather than by the clock. What it does reproduce faithfully is what
+//! template wrote them), no `copy` loops, no inline nested templates (only linked ones are
+//! expanded, see below), and time advances by polling rather than by the clock. What it does reproduce faithfully is what
 //! a client must handle: request shapes, status codes, async-operation headers, error bodies
 //! (Entra `AADSTS…`, ARM `InvalidTemplate`/`DeploymentFailed` trees, Data Factory errors) and
 //! paging.
@@ -39,6 +39,17 @@
 //! flow, variables, expressions, child pipelines, Databricks notebooks on a local workspace;
 //! other activity types succeed with a note in their output, or fail with
 //! [`Options::adf_strict`]).
+//!
+//! # Linked templates
+//!
+//! `templateLink`/`parametersLink` of a deployment, and of a `Microsoft.Resources/deployments`
+//! resource in a template, are fetched with a plain GET (a SAS in the URI is the only
+//! credential) from **loopback addresses only** (http, or https trusting the emulator's CA:
+//! Azurite in tests); any other link, or a fetch that fails (404, 403 of a bad SAS), is ARM's
+//! `400 InvalidContentLink` at validation. A linked resource becomes a deployment of its own,
+//! named after the resource, in the same scope, with `deployment().properties.templateLink.uri`
+//! set; it runs to the end before the next resource, and its failure fails the parent with
+//! the nested `DeploymentFailed` tree. What-if and `Complete` mode see the linked resources.
 //!
 //! # Deterministic failures
 //!
@@ -74,6 +85,7 @@ mod clock;
 mod entra;
 mod expr;
 mod http;
+mod links;
 mod router;
 mod state;
 mod template;
@@ -220,6 +232,8 @@ pub(crate) struct Shared {
     pub me: std::sync::Weak<Shared>,
     pub opts: Options,
     pub url: String,
+    /// The CA's PEM file: linked documents are fetched trusting it.
+    pub ca_path: PathBuf,
     state: Mutex<state::State>,
     /// Fault rules (`--fault`, `/emulator/faults`); they have their own lock.
     pub faults: emulator_faults::Rules,
@@ -239,6 +253,7 @@ pub struct Emulator {
     url: String,
     ca_pem: String,
     ca_path: PathBuf,
+    leaf: (String, String),
     remove_ca_dir: Option<PathBuf>,
     shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -249,6 +264,7 @@ struct Started {
     url: String,
     ca_pem: String,
     ca_path: PathBuf,
+    leaf: (String, String),
     remove_ca_dir: Option<PathBuf>,
     shared: Arc<Shared>,
 }
@@ -279,6 +295,7 @@ async fn launch(
         me: me.clone(),
         opts: opts.clone(),
         url: url.clone(),
+        ca_path: ca_path.clone(),
         state: Mutex::new(state::State::default()),
         faults: emulator_faults::Rules::new(opts.faults.clone()),
         writes: opts
@@ -315,6 +332,7 @@ async fn launch(
             url,
             ca_pem: certificates.ca_pem,
             ca_path,
+            leaf: (certificates.leaf_pem, certificates.leaf_key_pem),
             remove_ca_dir,
             shared,
         },
@@ -366,6 +384,7 @@ impl Emulator {
             url: s.url,
             ca_pem: s.ca_pem,
             ca_path: s.ca_path,
+            leaf: s.leaf,
             remove_ca_dir: s.remove_ca_dir,
             shared: s.shared,
             shutdown: Some(shutdown),
@@ -429,6 +448,13 @@ impl Emulator {
 
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// The emulator's server certificate for `127.0.0.1`/`localhost` and its private key
+    /// (PEM), signed by [`Emulator::ca_pem`]: for another loopback server in a test that
+    /// clients should trust through the same CA (Azurite over https).
+    pub fn server_certificate_pem(&self) -> (&str, &str) {
+        (&self.leaf.0, &self.leaf.1)
     }
 
     /// What `SYSTEM_OIDCREQUESTURI` should be.

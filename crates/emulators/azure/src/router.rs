@@ -16,7 +16,7 @@ use serde_json::{json as json_value, Value};
 use crate::{
     arm, entra,
     http::{json, Reply, Req},
-    Shared,
+    links, Shared,
 };
 
 const MAX_BODY: usize = 32 * 1024 * 1024;
@@ -115,7 +115,7 @@ async fn handle(shared: &Shared, request: Request<Body>) -> Response {
         Ok(b) => b,
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
-    let req = Req::new(
+    let mut req = Req::new(
         parts.method,
         parts.uri.path(),
         parts.uri.query(),
@@ -123,7 +123,19 @@ async fn handle(shared: &Shared, request: Request<Body>) -> Response {
         body,
     );
     shared.lock().requests += 1;
-    route(shared, &req).into_response()
+    // A deployment with linked templates is planned again after each document it needs has
+    // been fetched (outside the state lock); planning changes nothing until it succeeds.
+    loop {
+        let mut reply = route(shared, &req);
+        let Some(uri) = reply.fetch.take() else {
+            return reply.into_response();
+        };
+        if req.links.len() >= links::MAX_FETCHES || req.links.get(&uri).is_some() {
+            return links::content_link_error(&uri).reply().into_response();
+        }
+        let doc = links::fetch(&uri, &shared.ca_path).await;
+        req.links.insert(uri, doc);
+    }
 }
 
 fn route(shared: &Shared, req: &Req) -> Reply {

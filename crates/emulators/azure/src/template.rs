@@ -6,22 +6,39 @@ use serde_json::{json, Map, Value};
 
 use crate::expr::{self, eval_value, Ctx};
 use crate::http::{json as json_reply, Reply};
+use crate::links::Links;
 
 /// An ARM error with its HTTP status; `error` is the object inside `{"error": …}`.
 #[derive(Debug, Clone)]
 pub struct ArmError {
     pub status: StatusCode,
     pub error: Value,
+    /// Not an error: planning needs the linked document at this URI first (see `links`).
+    pub fetch: Option<String>,
 }
 
 impl ArmError {
     pub fn reply(&self) -> Reply {
-        json_reply(self.status, json!({ "error": self.error }))
+        let mut reply = json_reply(self.status, json!({ "error": self.error }));
+        reply.fetch = self.fetch.clone();
+        reply
+    }
+
+    pub fn fetch_first(uri: &str) -> ArmError {
+        ArmError {
+            status: StatusCode::BAD_REQUEST,
+            error: Value::Null,
+            fetch: Some(uri.to_owned()),
+        }
     }
 }
 
+/// How deep linked deployments may nest.
+const MAX_NESTING: u32 = 10;
+
 fn template_violation(inner: &str, line: usize, column: usize, path: &str) -> ArmError {
     ArmError {
+        fetch: None,
         status: StatusCode::BAD_REQUEST,
         error: json!({
             "code": "InvalidTemplate",
@@ -72,6 +89,18 @@ pub struct PlannedResource {
     /// The error the emulator is told to fail this resource with (`properties.emulatorFailure`).
     pub failure: Option<Value>,
     pub failure_status: String,
+    /// A linked deployment (`Microsoft.Resources/deployments` with `templateLink`): deployed
+    /// as a deployment of its own.
+    pub nested: Option<Box<Nested>>,
+}
+
+/// A linked deployment, planned.
+#[derive(Debug, Clone)]
+pub struct Nested {
+    pub name: String,
+    pub mode: String,
+    pub template: Value,
+    pub plan: Plan,
 }
 
 /// A validated, evaluated template.
@@ -81,6 +110,21 @@ pub struct Plan {
     pub resources: Vec<PlannedResource>,
     pub outputs: Map<String, Value>,
     pub template_hash: String,
+}
+
+impl Plan {
+    /// The resources a deployment of this plan writes, those of linked deployments included
+    /// (in their place), the deployments themselves not.
+    pub fn flat_resources(&self) -> Vec<&PlannedResource> {
+        let mut out = Vec::new();
+        for r in &self.resources {
+            match &r.nested {
+                Some(n) => out.extend(n.plan.flat_resources()),
+                None => out.push(r),
+            }
+        }
+        out
+    }
 }
 
 /// ARM's display name of a declared parameter or output type.
@@ -139,8 +183,26 @@ fn lookup_ci<'v>(map: &'v Map<String, Value>, name: &str) -> Option<(&'v String,
     map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name))
 }
 
-/// Validates parameters and evaluates the template.
-pub fn plan(template: &Value, supplied: &Value, scope: &ScopeInfo) -> Result<Plan, ArmError> {
+/// Validates parameters and evaluates the template; linked deployments are planned from the
+/// documents in `links` (or planning asks for one to be fetched first).
+pub fn plan(
+    template: &Value,
+    supplied: &Value,
+    scope: &ScopeInfo,
+    links: &Links,
+    template_link: Option<&str>,
+) -> Result<Plan, ArmError> {
+    plan_at(template, supplied, scope, links, template_link, 0)
+}
+
+fn plan_at(
+    template: &Value,
+    supplied: &Value,
+    scope: &ScopeInfo,
+    links: &Links,
+    template_link: Option<&str>,
+    depth: u32,
+) -> Result<Plan, ArmError> {
     let Some(tpl) = template.as_object() else {
         return Err(template_violation(
             "The template is not valid: the deployment template must be a JSON object",
@@ -205,7 +267,7 @@ pub fn plan(template: &Value, supplied: &Value, scope: &ScopeInfo) -> Result<Pla
     });
     let deployment = json!({
         "name": scope.deployment_name,
-        "properties": {"templateLink": null},
+        "properties": {"templateLink": template_link.map(|uri| json!({"uri": uri}))},
     });
     let variables = tpl
         .get("variables")
@@ -338,9 +400,10 @@ pub fn plan(template: &Value, supplied: &Value, scope: &ScopeInfo) -> Result<Pla
         resources_raw.into_iter().map(|r| (r, None)).collect();
     pending.reverse();
     while let Some((raw, parent)) = pending.pop() {
-        let Some(planned) = plan_resource(&raw, parent.as_ref(), &ctx, scope, template)? else {
+        let Some(mut planned) = plan_resource(&raw, parent.as_ref(), &ctx, scope, template)? else {
             continue;
         };
+        planned.nested = plan_linked(&planned, scope, links, depth)?;
         if let Some(children) = raw.get("resources").and_then(Value::as_array) {
             for child in children.iter().rev() {
                 pending.push((
@@ -362,6 +425,7 @@ pub fn plan(template: &Value, supplied: &Value, scope: &ScopeInfo) -> Result<Pla
         .collect();
     if !policy.is_empty() {
         return Err(ArmError {
+            fetch: None,
             status: StatusCode::BAD_REQUEST,
             error: json!({
                 "code": "InvalidTemplateDeployment",
@@ -491,6 +555,7 @@ fn plan_resource(
     let failure = evaluated
         .get("properties")
         .and_then(|p| p.get("emulatorFailure"))
+        .filter(|f| !f.is_null())
         .cloned();
     let failure_status = failure
         .as_ref()
@@ -520,7 +585,75 @@ fn plan_resource(
         body: Value::Object(evaluated),
         failure,
         failure_status,
+        nested: None,
     }))
+}
+
+/// A `Microsoft.Resources/deployments` resource with `templateLink`: its template (and
+/// `parametersLink`) fetched, planned as a deployment of its own in the same scope (ARM's
+/// inner expression scope, the only one linked templates have).
+fn plan_linked(
+    resource: &PlannedResource,
+    scope: &ScopeInfo,
+    links: &Links,
+    depth: u32,
+) -> Result<Option<Box<Nested>>, ArmError> {
+    if !resource
+        .resource_type
+        .eq_ignore_ascii_case("Microsoft.Resources/deployments")
+    {
+        return Ok(None);
+    }
+    let properties = &resource.body["properties"];
+    let Some(uri) = properties["templateLink"]["uri"].as_str() else {
+        return Ok(None);
+    };
+    if depth >= MAX_NESTING {
+        return Err(template_violation(
+            &format!(
+                "The deployment '{}' nests linked templates more than {MAX_NESTING} levels deep",
+                resource.name
+            ),
+            1,
+            1,
+            "properties.template.resources",
+        ));
+    }
+    let template = links.document(uri)?;
+    let parameters = match properties["parametersLink"]["uri"].as_str() {
+        Some(p) => links
+            .document(p)?
+            .get("parameters")
+            .cloned()
+            .unwrap_or(Value::Null),
+        None => properties.get("parameters").cloned().unwrap_or(Value::Null),
+    };
+    let nested_scope = ScopeInfo {
+        tenant_id: scope.tenant_id.clone(),
+        subscription_id: scope.subscription_id.clone(),
+        subscription_name: scope.subscription_name.clone(),
+        resource_group: scope.resource_group.clone(),
+        management_group: scope.management_group.clone(),
+        deployment_name: resource.name.clone(),
+    };
+    let plan = plan_at(
+        &template,
+        &parameters,
+        &nested_scope,
+        links,
+        Some(uri),
+        depth + 1,
+    )?;
+    Ok(Some(Box::new(Nested {
+        name: resource.name.clone(),
+        mode: properties["mode"]
+            .as_str()
+            .filter(|m| m.eq_ignore_ascii_case("Complete"))
+            .map_or("Incremental", |_| "Complete")
+            .to_owned(),
+        template,
+        plan,
+    })))
 }
 
 /// `RequestDisallowedByPolicy` as ARM reports a deny policy, naming the policy assignment.

@@ -21,6 +21,10 @@ use tokio_rustls::{server::TlsStream, TlsAcceptor};
 /// A CA and a server certificate it signed.
 pub struct Certificates {
     pub ca_pem: String,
+    /// The loopback leaf and its key (PEM): another loopback server in a test (Azurite over
+    /// https) can serve it, trusted through the same CA.
+    pub leaf_pem: String,
+    pub leaf_key_pem: String,
     pub server_config: Arc<rustls::ServerConfig>,
 }
 
@@ -76,6 +80,8 @@ pub fn generate() -> io::Result<Certificates> {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Certificates {
         ca_pem: ca_cert.pem(),
+        leaf_pem: leaf_cert.pem(),
+        leaf_key_pem: leaf_key.serialize_pem(),
         server_config: Arc::new(config),
     })
 }

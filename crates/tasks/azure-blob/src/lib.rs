@@ -8,9 +8,11 @@
 //! - [`transport`]: task-http as azure_core's `HttpClient`, and the authentication policy;
 //! - [`store`]: one container through the SDK, and error messages;
 //! - [`files`]: local files, MD5, content types;
+//! - [`delegation`]: user delegation keys and SAS (used by deployarm to stage linked templates);
 //! - [`upload`], [`download`], [`delete`], [`wait`]: the commands.
 
 pub mod auth;
+pub mod delegation;
 pub mod delete;
 pub mod download;
 pub mod files;

@@ -16,7 +16,10 @@ pub const KEY: &str =
 pub struct Azurite {
     child: Child,
     pub port: u16,
+    /// `http`, or `https` when started with OAuth.
+    scheme: &'static str,
     _dir: tempfile::TempDir,
+    _certificates: Option<tempfile::TempDir>,
 }
 
 /// `node_modules/.bin/azurite-blob` of the workspace.
@@ -27,6 +30,35 @@ pub fn binary() -> PathBuf {
 impl Azurite {
     /// Starts Azurite's blob service; panics with what to do when it is not installed.
     pub fn start() -> Azurite {
+        Azurite::launch(&[], "http", None)
+    }
+
+    /// Starts Azurite over https with the Azure emulator's server certificate (so clients
+    /// trust it through the emulator's CA) and `--oauth basic`: it then accepts bearer
+    /// tokens (checking their issuer, audience and lifetime, not their signature) and answers
+    /// `Get User Delegation Key`, which it serves over OAuth only.
+    pub fn start_oauth(emulator: &azure_emulator::Emulator) -> Azurite {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = emulator.server_certificate_pem();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        let args = [
+            "--oauth".to_owned(),
+            "basic".to_owned(),
+            "--cert".to_owned(),
+            cert_path.display().to_string(),
+            "--key".to_owned(),
+            key_path.display().to_string(),
+        ];
+        Azurite::launch(&args, "https", Some(dir))
+    }
+
+    fn launch(
+        extra: &[String],
+        scheme: &'static str,
+        certificates: Option<tempfile::TempDir>,
+    ) -> Azurite {
         let bin = binary();
         assert!(
             bin.exists(),
@@ -49,6 +81,7 @@ impl Azurite {
                 "--silent",
                 "--disableTelemetry",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -65,13 +98,15 @@ impl Azurite {
         Azurite {
             child,
             port,
+            scheme,
             _dir: dir,
+            _certificates: certificates,
         }
     }
 
     /// The development account's blob service URL.
     pub fn blob_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{ACCOUNT}", self.port)
+        format!("{}://127.0.0.1:{}/{ACCOUNT}", self.scheme, self.port)
     }
 
     /// A connection string with the development account's key.

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use task_sdk::http::{Method, Request};
 use task_sdk::{out, Agent, AzureAuth, AzureRmConnection, HttpClient, Replay, TaskError};
 
+use crate::artifacts;
 use crate::files;
 use crate::inputs::{Action, Inputs, Mode, ScopeKind, TemplateInput};
 use crate::naming;
@@ -29,6 +30,8 @@ pub struct Prepared {
     pub template_source: String,
     /// The parameters `overrideParameters` set.
     pub overridden: Vec<String>,
+    /// The template file, for a template given as a file (its folder is what staging uploads).
+    pub template_path: Option<PathBuf>,
 }
 
 /// Downloads a template or parameters file for `URL of the file` with overrides (their types
@@ -139,6 +142,7 @@ pub async fn prepare(
             overridden = applied.names;
             Ok(())
         };
+    let mut template_path = None;
     let (template, parameters, template_source) = match &inputs.template {
         TemplateInput::Files {
             template,
@@ -165,6 +169,7 @@ pub async fn prepare(
                 )?);
             }
             apply(&template_json, &mut params)?;
+            template_path = Some(path.clone());
             (
                 TemplateSource::Inline(template_json),
                 ParametersSource::Inline(Value::Object(params)),
@@ -225,6 +230,7 @@ pub async fn prepare(
         request,
         template_source,
         overridden,
+        template_path,
     })
 }
 
@@ -366,7 +372,7 @@ fn arm_failure(context: &str, error: ArmError) -> TaskError {
         append_policy_hint(&mut message, tree);
     }
     if error.code() == Some("InvalidContentLink") {
-        message.push_str("\nAzure Resource Manager could not download the link named above: check the input 'Template link' (csmFileLink) or 'Template parameters link' (csmParametersFileLink). ARM fetches it itself, so it must be reachable from Azure (not only from the agent: no private network or localhost address), and a storage link needs a valid SAS token.");
+        message.push_str("\nAzure Resource Manager could not download the link named above: check the input 'Template link' (csmFileLink) or 'Template parameters link' (csmParametersFileLink), or a linked template's templateLink (built from '_artifactsLocation' and '_artifactsLocationSasToken' when the template's folder is staged). ARM fetches it itself, so it must be reachable from Azure (not only from the agent: no private network or localhost address), the file must exist at that path, and a storage link needs a valid SAS token.");
     }
     TaskError::new(message)
 }
@@ -483,7 +489,7 @@ pub async fn run_with(
     let conn = agent.azure_rm(&inputs.connection)?;
     let scope = resolve_scope(inputs, &conn)?;
     let credential = Credential::from_agent(agent, &conn, &http)?;
-    let arm = Arm::new(&conn, credential, http.clone())?;
+    let arm = Arm::new(&conn, credential.clone(), http.clone())?;
     out::info(&format!("Deployment scope: {scope}"));
 
     if let (
@@ -503,7 +509,7 @@ pub async fn run_with(
     }
 
     // Inputs and files first: a mistake there fails before anything changes in Azure.
-    let prepared = unless_cancelled(cancel, prepare(inputs, &conn, &http)).await?;
+    let mut prepared = unless_cancelled(cancel, prepare(inputs, &conn, &http)).await?;
     if !prepared.overridden.is_empty() {
         out::info(&format!(
             "Overridden parameters: {}",
@@ -523,6 +529,20 @@ pub async fn run_with(
     };
     out::info(&format!("Deployment name: {name}"));
     out::set_output("deploymentName", &name, false);
+
+    // Staging comes before anything changes in Azure Resource Manager.
+    if let Some(artifacts) = &inputs.artifacts {
+        let stage = stage_artifacts(
+            inputs,
+            artifacts,
+            &mut prepared,
+            &name,
+            &conn,
+            credential,
+            &http,
+        );
+        unless_cancelled(cancel, stage).await?;
+    }
 
     let mut group_state = Group::Existed;
     if let Scope::ResourceGroup {
@@ -565,6 +585,57 @@ pub async fn run_with(
         Mode::WhatIf => unless_cancelled(cancel, job.what_if()).await,
         Mode::Incremental | Mode::Complete => job.deploy(cancel).await,
     }
+}
+
+/// Uploads the template's folder and passes `_artifactsLocation` and
+/// `_artifactsLocationSasToken` (see [`artifacts`]).
+async fn stage_artifacts(
+    inputs: &Inputs,
+    staging: &crate::inputs::Artifacts,
+    prepared: &mut Prepared,
+    name: &str,
+    conn: &AzureRmConnection,
+    credential: Credential,
+    http: &HttpClient,
+) -> Result<(), TaskError> {
+    let (Some(path), TemplateSource::Inline(template)) =
+        (&prepared.template_path, &prepared.request.template)
+    else {
+        out::warning("input 'artifactsStorageAccount' applies to a template given as a file (csmFile); a template given by URL must link files that are already reachable: nothing was staged.");
+        return Ok(());
+    };
+    if !artifacts::applies(template) {
+        return Ok(());
+    }
+    // Everything next to the template is uploaded: not the whole working directory (sources,
+    // .git, build output) by accident.
+    if path.parent() == Some(inputs.root.as_path()) {
+        return Err(TaskError::new(format!(
+            "input 'artifactsStorageAccount': the template '{}' is at the top of the working directory, so staging its folder would upload the whole working directory: move the template and the files it links into a folder of their own",
+            path.display()
+        )));
+    }
+    // A folder per run, so that concurrent runs do not mix: a generated deployment name is
+    // already unique; a fixed one gets a suffix.
+    let default_prefix = match &inputs.deployment_name {
+        Some(_) => format!("{name}-{}", naming::unique_suffix()),
+        None => name.to_owned(),
+    };
+    let staged = artifacts::stage(
+        staging,
+        path,
+        &default_prefix,
+        inputs.timeout,
+        conn,
+        credential,
+        http,
+    )
+    .await?;
+    let template = template.clone();
+    if let ParametersSource::Inline(Value::Object(parameters)) = &mut prepared.request.parameters {
+        artifacts::apply(&template, parameters, &staged);
+    }
+    Ok(())
 }
 
 async fn delete_resource_group(

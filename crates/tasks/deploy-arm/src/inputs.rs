@@ -66,6 +66,97 @@ pub struct Inputs {
     pub timeout: Option<Duration>,
     /// `System.DefaultWorkingDirectory`.
     pub root: PathBuf,
+    /// Staging of linked templates (`artifactsStorageAccount`); `None`: no staging.
+    pub artifacts: Option<Artifacts>,
+}
+
+/// Where the template's folder is staged for linked templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Artifacts {
+    /// `artifactsStorageAccount`: an account name, or a blob service URL.
+    pub account: String,
+    /// `artifactsContainer`, or the default of Visual Studio's Deploy-AzureResourceGroup.ps1.
+    pub container: String,
+    /// `artifactsPrefix` without leading or trailing `/`; `None`: a folder per run.
+    pub prefix: Option<String>,
+}
+
+/// Whether `name` is a valid blob container name: 3-63 lowercase letters, digits and single
+/// hyphens, starting and ending with a letter or digit.
+pub fn valid_container_name(name: &str) -> bool {
+    (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+/// The container Visual Studio's Deploy-AzureResourceGroup.ps1 stages to:
+/// `<resource group, lower case>-stageartifacts`, with the characters a container name cannot
+/// hold (a resource group's `.`, `_`, `(`, `)`) turned into `-`.
+pub fn default_container(resource_group: Option<&str>) -> String {
+    const SUFFIX: &str = "stageartifacts";
+    let Some(rg) = resource_group else {
+        return SUFFIX.to_owned();
+    };
+    let mut name = String::new();
+    for c in rg.to_lowercase().chars() {
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            c
+        } else {
+            '-'
+        };
+        if !(c == '-' && (name.is_empty() || name.ends_with('-'))) {
+            name.push(c);
+        }
+    }
+    name.truncate(63 - SUFFIX.len() - 1);
+    let name = name.trim_end_matches('-');
+    if name.is_empty() {
+        SUFFIX.to_owned()
+    } else {
+        format!("{name}-{SUFFIX}")
+    }
+}
+
+fn artifacts(agent: &Agent, resource_group: Option<&str>) -> Result<Option<Artifacts>, TaskError> {
+    let Some(account) = agent.input("artifactsStorageAccount") else {
+        return Ok(None);
+    };
+    let container = match agent.input("artifactsContainer") {
+        Some(c) => {
+            let c = c.trim().to_owned();
+            if !valid_container_name(&c) {
+                return Err(TaskError::new(format!(
+                    "input 'artifactsContainer' is '{c}', which is not a blob container name: 3-63 lowercase letters, digits and single hyphens, starting and ending with a letter or digit"
+                )));
+            }
+            c
+        }
+        None => default_container(resource_group),
+    };
+    let prefix = match agent.input("artifactsPrefix") {
+        Some(p) => {
+            let p = p.trim().trim_matches('/').to_owned();
+            if p.is_empty()
+                || p.contains(['\\', '?', '#'])
+                || p.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+            {
+                return Err(TaskError::new(format!(
+                    "input 'artifactsPrefix' is '{p}', which is not a blob folder: use names separated by '/', without '\\', '?', '#', '.' or '..' segments"
+                )));
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    Ok(Some(Artifacts {
+        account: account.trim().to_owned(),
+        container,
+        prefix,
+    }))
 }
 
 /// The first non-empty input among a name and its aliases. The agent exports an input under
@@ -244,7 +335,6 @@ impl Inputs {
             scope,
             subscription: input_any(agent, &["subscriptionName", "subscriptionId"]),
             action,
-            resource_group,
             location,
             template,
             overrides: agent.input("overrideParameters").unwrap_or_default(),
@@ -255,6 +345,13 @@ impl Inputs {
             add_spn_to_environment: agent.bool_input("addSpnToEnvironment", false),
             use_without_json: agent.bool_input("useWithoutJSON", false),
             timeout: (minutes > 0).then(|| Duration::from_secs(minutes as u64 * 60)),
+            artifacts: artifacts(
+                agent,
+                (scope == ScopeKind::ResourceGroup)
+                    .then_some(resource_group.as_deref())
+                    .flatten(),
+            )?,
+            resource_group,
             root,
         })
     }
@@ -295,6 +392,38 @@ mod tests {
             }
         );
         assert_eq!(i.timeout, None);
+        assert_eq!(i.artifacts, None);
+    }
+
+    #[test]
+    fn artifacts_default_to_visual_studios_container() {
+        let a = agent(&[
+            ("INPUT_CONNECTEDSERVICENAME", "conn"),
+            ("INPUT_RESOURCEGROUPNAME", "My_RG.(dev)"),
+            ("INPUT_CSMFILE", "t.json"),
+            ("INPUT_ARTIFACTSSTORAGEACCOUNT", " stagingacc "),
+            ("INPUT_ARTIFACTSPREFIX", "/builds/42/"),
+        ]);
+        let i = Inputs::from_agent(&a).unwrap();
+        assert_eq!(
+            i.artifacts,
+            Some(Artifacts {
+                account: "stagingacc".into(),
+                container: "my-rg-dev-stageartifacts".into(),
+                prefix: Some("builds/42".into()),
+            })
+        );
+        assert_eq!(default_container(Some("rg1")), "rg1-stageartifacts");
+        assert_eq!(default_container(None), "stageartifacts");
+        assert_eq!(default_container(Some("___")), "stageartifacts");
+        let long = default_container(Some(&"a".repeat(90)));
+        assert!(valid_container_name(&long), "{long}");
+        assert!(valid_container_name("rg1-stageartifacts"));
+        assert!(
+            !valid_container_name("a--b")
+                && !valid_container_name("-ab")
+                && !valid_container_name("ab")
+        );
     }
 
     #[test]
@@ -341,6 +470,21 @@ mod tests {
                 .to_string()
         };
         assert!(with(&[]).contains("resourceGroupName"));
+        let e = with(&[
+            ("INPUT_RESOURCEGROUPNAME", "rg"),
+            ("INPUT_ARTIFACTSSTORAGEACCOUNT", "acc"),
+            ("INPUT_ARTIFACTSCONTAINER", "Bad_Name"),
+        ]);
+        assert!(
+            e.contains("artifactsContainer") && e.contains("'Bad_Name'"),
+            "{e}"
+        );
+        let e = with(&[
+            ("INPUT_RESOURCEGROUPNAME", "rg"),
+            ("INPUT_ARTIFACTSSTORAGEACCOUNT", "acc"),
+            ("INPUT_ARTIFACTSPREFIX", "a/../b"),
+        ]);
+        assert!(e.contains("artifactsPrefix"), "{e}");
         assert!(with(&[("INPUT_DEPLOYMENTSCOPE", "Subscription")]).contains("'Location'"));
         assert!(with(&[
             ("INPUT_DEPLOYMENTSCOPE", "Subscription"),

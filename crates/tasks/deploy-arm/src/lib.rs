@@ -17,8 +17,10 @@
 //! - [`naming`]: deployment names;
 //! - [`outputs`]: outputs as variables;
 //! - [`whatif`]: what-if changes as a table and as Markdown;
+//! - [`artifacts`]: staging the template's folder for linked templates;
 //! - [`deploy`]: the flow.
 
+pub mod artifacts;
 pub mod deploy;
 pub mod files;
 pub mod inputs;

@@ -7,4 +7,5 @@ mod arm;
 mod common;
 mod entra;
 mod faults;
+mod linked;
 mod process;
