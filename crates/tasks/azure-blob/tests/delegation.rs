@@ -48,6 +48,7 @@ fn a_user_delegation_sas_reads_its_container_and_nothing_else() {
             let options = azure_blob::upload::Options {
                 overwrite: true,
                 incremental: true,
+                checksum: false,
                 metadata: Vec::new(),
                 concurrency: 2,
             };

@@ -164,6 +164,7 @@ pub async fn stage(
     let options = upload::Options {
         overwrite: true,
         incremental: true,
+        checksum: false,
         metadata: Vec::new(),
         concurrency: CONCURRENCY,
     };
