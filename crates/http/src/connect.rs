@@ -72,6 +72,7 @@ impl Origin {
 pub(crate) enum Route {
     Direct,
     /// Through the agent's proxy: CONNECT for https, the absolute URL for http.
+    #[cfg(feature = "tls")]
     AgentProxy,
     /// Through the task launcher's TLS tunnel (https only).
     Launcher,
@@ -92,6 +93,14 @@ pub(crate) enum ConnectError {
 }
 
 /// The agent's proxy, resolved from [`super::ProxySettings`].
+///
+/// Only builds with TLS in-process route through it themselves. Without TLS (the release
+/// build), every https request goes through the launcher's tunnel, which applies the agent's
+/// proxy and bypass list (tests/vectors/proxy-bypass.json keeps the two rules alike), and plain
+/// http goes only to loopback and to the managed-identity endpoints, which are never proxied;
+/// leaving the proxy out there keeps regex-lite (the bypass patterns) out of every shipped
+/// binary: 58 KB raw, 25 KB brotli each (BENCHMARKS.md).
+#[cfg(feature = "tls")]
 struct AgentProxy {
     origin: Origin,
     /// `Basic …` when the agent has proxy credentials.
@@ -101,6 +110,7 @@ struct AgentProxy {
 
 /// Opens connections as the settings say.
 pub(crate) struct Connector {
+    #[cfg(feature = "tls")]
     proxy: Option<AgentProxy>,
     launcher: Option<LauncherTunnel>,
     #[cfg(feature = "tls")]
@@ -110,12 +120,12 @@ pub(crate) struct Connector {
 
 impl Connector {
     pub fn new(settings: &HttpSettings) -> Result<Connector, HttpSetupError> {
-        let proxy = match &settings.proxy {
-            None => None,
-            Some(p) => Some(agent_proxy(p)?),
-        };
         Ok(Connector {
-            proxy,
+            #[cfg(feature = "tls")]
+            proxy: match &settings.proxy {
+                None => None,
+                Some(p) => Some(agent_proxy(p)?),
+            },
             launcher: settings.launcher_tunnel.clone(),
             #[cfg(feature = "tls")]
             tls: tls::config(settings.ca_file.as_deref())?,
@@ -129,13 +139,19 @@ impl Connector {
         if origin.https && self.launcher.is_some() {
             return Route::Launcher;
         }
-        match &self.proxy {
-            Some(p) if !bypasses_proxy(p, url) => Route::AgentProxy,
-            _ => Route::Direct,
+        #[cfg(feature = "tls")]
+        if let Some(p) = &self.proxy {
+            if !bypasses_proxy(p, url) {
+                return Route::AgentProxy;
+            }
         }
+        #[cfg(not(feature = "tls"))]
+        let _ = url;
+        Route::Direct
     }
 
     /// The `Proxy-Authorization` value for plain-http requests sent to the agent's proxy.
+    #[cfg(feature = "tls")]
     pub fn proxy_authorization(&self) -> Option<&str> {
         self.proxy.as_ref()?.authorization.as_deref()
     }
@@ -145,7 +161,9 @@ impl Connector {
         // which says which step timed out, arrive first.
         let limit = match route {
             Route::Launcher => self.connect_timeout + Duration::from_secs(5),
-            Route::Direct | Route::AgentProxy => self.connect_timeout,
+            #[cfg(feature = "tls")]
+            Route::AgentProxy => self.connect_timeout,
+            Route::Direct => self.connect_timeout,
         };
         match tokio::time::timeout(limit, self.open_now(origin, route)).await {
             Ok(result) => result,
@@ -194,6 +212,7 @@ impl Connector {
                     })?;
                 Ok(stream)
             }
+            #[cfg(feature = "tls")]
             Route::AgentProxy => {
                 let Some(proxy) = &self.proxy else {
                     return Err(ConnectError::Unsupported("no agent proxy".into()));
@@ -281,6 +300,7 @@ async fn tcp<A: tokio::net::ToSocketAddrs>(
     Ok(stream)
 }
 
+#[cfg(feature = "tls")]
 /// Whether the agent would send a request to `url` straight rather than through `proxy`:
 /// loopback destinations always, others when a bypass pattern matches `scheme://host`, with
 /// `:port` only when it is not the scheme's default (the agent's AgentWebProxy rule).
@@ -308,6 +328,7 @@ fn bypasses_proxy(proxy: &AgentProxy, url: &url::Url) -> bool {
     proxy.bypass.iter().any(|r| r.is_match(&subject))
 }
 
+#[cfg(feature = "tls")]
 /// Whether a request to `url` goes straight rather than through the agent's proxy
 /// `settings` (loopback, or a matching Agent.ProxyBypassList pattern): the rule the launcher's
 /// tunnel follows too (tests/vectors/proxy-bypass.json). An unusable proxy URL is an error.
@@ -318,6 +339,7 @@ pub fn bypasses_agent_proxy(
     Ok(bypasses_proxy(&agent_proxy(settings)?, url))
 }
 
+#[cfg(feature = "tls")]
 fn agent_proxy(settings: &super::ProxySettings) -> Result<AgentProxy, HttpSetupError> {
     // The setting is not echoed whole: it may carry credentials.
     let parsed = url::Url::parse(&settings.url).ok();
@@ -448,6 +470,7 @@ mod tls {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "tls")]
     fn proxy(bypass: &[&str]) -> AgentProxy {
         agent_proxy(&super::super::ProxySettings {
             url: "http://user:pw@proxy.corp.example:8888".into(),
@@ -458,6 +481,7 @@ mod tests {
         .unwrap()
     }
 
+    #[cfg(feature = "tls")]
     #[test]
     fn bypass_follows_the_agent_rule() {
         let bypassed =
@@ -487,6 +511,7 @@ mod tests {
         assert_eq!(p.bypass.len(), 2);
     }
 
+    #[cfg(feature = "tls")]
     #[test]
     fn proxy_setting_errors_do_not_echo_credentials() {
         for url in ["https://user:pw@proxy:1", "not a url user:pw"] {

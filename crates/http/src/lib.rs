@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use connect::{ConnectError, Connector, Origin, Route, Stream};
 use wire::{ReadError, Target, WriteError};
 
+#[cfg(feature = "tls")]
 pub use connect::bypasses_agent_proxy;
 pub use message::{is_valid_header_value, Method, Request, Response, StatusCode, DEFAULT_MAX_BODY};
 pub use retry::{HttpClient, Replay, RetryPolicy, SendError};
@@ -301,12 +302,17 @@ impl Client {
         url: &url::Url,
         key: &PoolKey,
     ) -> Result<Response, Exchange> {
-        let via_proxy = key.1 == Route::AgentProxy && !key.0.https;
-        let (target, extra) = match (via_proxy, self.inner.connector.proxy_authorization()) {
-            (true, Some(auth)) => (Target::Absolute, vec![("proxy-authorization", auth)]),
-            (true, None) => (Target::Absolute, Vec::new()),
-            (false, _) => (Target::Origin, Vec::new()),
+        #[cfg(feature = "tls")]
+        let (target, extra) = {
+            let via_proxy = key.1 == Route::AgentProxy && !key.0.https;
+            match (via_proxy, self.inner.connector.proxy_authorization()) {
+                (true, Some(auth)) => (Target::Absolute, vec![("proxy-authorization", auth)]),
+                (true, None) => (Target::Absolute, Vec::new()),
+                (false, _) => (Target::Origin, Vec::new()),
+            }
         };
+        #[cfg(not(feature = "tls"))]
+        let (target, extra): (Target, Vec<(&str, &str)>) = (Target::Origin, Vec::new());
         let user_agent = &self.inner.user_agent;
         match wire::write_request(stream.get_mut(), request, url, target, user_agent, &extra).await
         {
@@ -447,6 +453,8 @@ mod tests {
         assert!(!ok("ftp://127.0.0.1/"));
     }
 
+    /// In-process proxy routing exists with in-process TLS only (connect.rs says why).
+    #[cfg(feature = "tls")]
     #[test]
     fn bad_settings_are_named() {
         let s = with_proxy("socks5://p:1", None, &[]);
@@ -469,6 +477,7 @@ mod tests {
     }
 
     /// A one-shot HTTP "proxy" on loopback that records the request head it receives.
+    #[cfg(feature = "tls")]
     fn fake_proxy() -> (String, std::thread::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -497,6 +506,8 @@ mod tests {
             .unwrap()
     }
 
+    /// In-process proxy routing exists with in-process TLS only (connect.rs says why).
+    #[cfg(feature = "tls")]
     #[test]
     fn requests_go_through_the_agent_proxy_with_credentials() {
         let (proxy_url, handle) = fake_proxy();
@@ -525,6 +536,8 @@ mod tests {
         assert!(head.contains("azdo-data-tasks/1 (t)"), "{head}");
     }
 
+    /// In-process proxy routing exists with in-process TLS only (connect.rs says why).
+    #[cfg(feature = "tls")]
     #[test]
     fn bypass_list_skips_the_proxy() {
         // The "target" is a plain server; the proxy address points nowhere useful.

@@ -16,7 +16,8 @@ const MAX_HEAD: usize = 64 * 1024;
 pub(crate) enum Target {
     /// `/path?query`: to the origin server, or through a tunnel.
     Origin,
-    /// The whole URL: to a forward proxy, for plain http.
+    /// The whole URL: to a forward proxy, for plain http (builds with the in-process proxy).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Absolute,
 }
 

@@ -1,6 +1,9 @@
 //! task-sdk's half of the proxy-bypass vectors shared with the launcher
 //! (tests/vectors/proxy-bypass.json; the JavaScript half is
 //! launcher/test/shared-vectors.test.js): both must route every case alike, as the agent does.
+// The in-process proxy exists with in-process TLS only (task-http connect.rs); the launcher
+// checks the same vectors for the release build (launcher/test/shared-vectors.test.js).
+#![cfg(feature = "tls")]
 
 use std::path::Path;
 
