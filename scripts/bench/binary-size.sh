@@ -9,7 +9,7 @@
 #
 # The binaries are built as scripts/package.sh builds them: cargo profile `vsix` (the release
 # settings, in target/vsix), `--no-default-features`, so without TLS inside (the launcher's
-# tunnel provides it). Also measured, as a reference:
+# tunnel provides it), one cargo run per task crate. Also measured, as a reference:
 # task-sdk's `minimal-task` (inputs, secrets, a result and one HTTP request on task-http's
 # client and tokio), with the estimate of a package whose every task weighs that much.
 #
@@ -62,10 +62,11 @@ if [[ -z "$bin_dir" ]]; then
   bin_dir="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).target_directory)' "$metadata")/vsix"
 fi
 if [[ $build -eq 1 ]]; then
-  args=()
-  for line in "${tasks[@]}"; do args+=(-p "${line%% *}"); done
-  # As scripts/package.sh builds them for the .vsix: no TLS inside (the launcher's tunnel).
-  cargo build --profile vsix --locked --no-default-features "${args[@]}" >&2
+  # As scripts/package.sh builds them for the .vsix: no TLS inside (the launcher's tunnel),
+  # one cargo run per task crate (so that no binary gets another task's features).
+  for pkg in $(for line in "${tasks[@]}"; do echo "${line%% *}"; done | sort -u); do
+    cargo build --profile vsix --locked --no-default-features -p "$pkg" >&2
+  done
   [[ -n "$reference" ]] && cargo build --profile vsix --locked --no-default-features -p task-sdk --bin minimal-task >&2
 fi
 
