@@ -291,7 +291,7 @@ impl HttpClient {
                             Outcome::ConnectFailed,
                             SendError::Connect {
                                 host: host.clone(),
-                                detail: format!("no connection within {} s", limit.as_secs_f32()),
+                                detail: format!("no connection within {} s", crate::seconds(limit)),
                             },
                         ),
                         Failure::Refused(detail) => {
