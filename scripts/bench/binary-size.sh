@@ -19,11 +19,12 @@
 #
 # Estimate of the .vsix with all five platforms (linux-x64, linux-arm64, win32-x64,
 # darwin-x64, darwin-arm64): only linux-x64 is measured here, so
-#     estimate = 5 x (sum of the linux-x64 binaries, compressed) x 1.15 + 100 KiB
+#     estimate = 5 x (sum of the linux-x64 binaries, compressed) x 1.15 + 200 KiB
 # The 1.15 allows for the other platforms' binaries being larger than linux-x64 (aarch64
 # code and Mach-O/PE layouts of the same Rust program usually land within +-15%); the
-# 100 KiB covers everything else in the package (six launcher.js, task.json, icons,
-# README, manifests: about 60 KiB today). Each task folder carries its own binaries, so
+# 200 KiB covers everything else in the package (a launcher.js, task.json and icon per task
+# folder, the page, manifests, zip headers: 184,191 bytes with ten task folders, measured on
+# 2026-12-06 as the .vsix size less its binaries). Each task folder carries its own binaries, so
 # nothing is shared between tasks. The limit is 26,214,400 bytes.
 set -euo pipefail
 
@@ -95,7 +96,7 @@ import zlib
 brotli = [int(x) for x in sys.argv[1].split()]
 host, task_count, files = sys.argv[2], int(sys.argv[3]), sys.argv[4:]
 LIMIT = 26_214_400
-PLATFORMS, ALLOWANCE, OTHER = 5, 1.15, 100 * 1024
+PLATFORMS, ALLOWANCE, OTHER = 5, 1.15, 200 * 1024
 
 
 def deflated(data, level):
