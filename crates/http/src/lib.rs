@@ -373,9 +373,6 @@ impl Client {
     }
 }
 
-/// Whether an idle connection can carry a request: nothing has arrived on it since the last
-/// answer (no close, no reset, no stray bytes such as an unsolicited 408). Polls the socket
-/// once without waiting.
 /// A duration in seconds for messages: `30`, `0.5`, `1.25` (to the millisecond). Integer
 /// arithmetic: formatting an `f32`/`f64` would bring core's float formatting into every
 /// task binary (BENCHMARKS.md, "Binary size after the cuts").
@@ -388,6 +385,9 @@ pub(crate) fn seconds(d: Duration) -> String {
     format!("{}.{}", d.as_secs(), fraction.trim_end_matches('0'))
 }
 
+/// Whether an idle connection can carry a request: nothing has arrived on it since the last
+/// answer (no close, no reset, no stray bytes such as an unsolicited 408). Polls the socket
+/// once without waiting.
 fn is_open_and_quiet(stream: &mut Stream) -> bool {
     use std::pin::Pin;
     use std::task::{Context, Poll};
