@@ -1,5 +1,6 @@
 //! UTC calendar fields of a `SystemTime`, for names and messages, without a date library:
 //! the civil-from-days algorithm is a few lines.
+//! Also [`tenths`]: elapsed seconds (and other ratios) with one decimal, without floats.
 
 use std::time::{Duration, SystemTime};
 
