@@ -176,7 +176,10 @@ platforms=()
 build_binaries() { # $1: destination folder (gets <platform>/<binary>)
   local dest="$1" t plat src_dir folder binary pkg
   local -a packages=()
-  while read -r folder binary pkg; do packages+=(-p "$pkg"); done <<<"$task_table"
+  # Each task crate once (two task folders may share one: startcluster's binary is a second
+  # [[bin]] of databricks-command).
+  while read -r folder binary pkg; do packages+=("$pkg"); done <<<"$task_table"
+  mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
   IFS=',' read -r -a target_list <<<"${targets:-$host}"
   for t in "${target_list[@]}"; do
     plat="$(platform_of "$t")"
@@ -191,11 +194,17 @@ build_binaries() { # $1: destination folder (gets <platform>/<binary>)
     local rustflags="${RUSTFLAGS:-}"
     # No dependency on the Visual C++ runtime being installed on a self-hosted agent.
     [[ "$t" == *-windows-msvc ]] && rustflags="$rustflags -C target-feature=+crt-static"
-    note "building ${#packages[@]} task binaries for $t"
+    note "building ${#packages[@]} task crates for $t"
     # Without default features: no TLS inside the binaries; the launcher's tunnel provides
     # it (crates/http/src/connect.rs says why: about 950 KB per binary).
-    RUSTFLAGS="$rustflags" cargo build --profile vsix --locked --no-default-features \
-      "${target_args[@]}" "${packages[@]}" >&2
+    # One cargo run per task crate: cargo unifies features across the packages of one run, so
+    # a joint build gives every binary what any task's dependencies turn on (azure-blob's
+    # Azure SDK turns on tokio's multi-thread scheduler: 4-5 KB brotli in every binary,
+    # BENCHMARKS.md). Shared dependencies with the same features are still built once.
+    for pkg in "${packages[@]}"; do
+      RUSTFLAGS="$rustflags" cargo build --profile vsix --locked --no-default-features \
+        "${target_args[@]}" -p "$pkg" >&2
+    done
     mkdir -p "$dest/$plat"
     while read -r folder binary pkg; do
       cp "$src_dir/$binary$(exe_suffix "$plat")" "$dest/$plat/"

@@ -37,17 +37,11 @@ impl Answer {
         self.response.header(name).filter(|v| !v.is_empty())
     }
 
-    /// `Retry-After` in seconds (ARM sends whole seconds; an HTTP date is accepted too).
+    /// `Retry-After` in seconds (ARM sends whole seconds; an HTTP date is accepted too), read
+    /// as the retry policy reads it.
     pub fn retry_after(&self) -> Option<Duration> {
         let value = self.header("retry-after")?;
-        if let Ok(secs) = value.parse::<f64>() {
-            return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
-        }
-        let when = httpdate::parse_http_date(value).ok()?;
-        Some(
-            when.duration_since(std::time::SystemTime::now())
-                .unwrap_or(Duration::ZERO),
-        )
+        task_sdk::retry::parse_retry_after(value, std::time::SystemTime::now())
     }
 
     /// A 401 saying the bearer token expired: `ExpiredAuthenticationToken` in the body, or,

@@ -379,6 +379,18 @@ impl Client {
     }
 }
 
+/// A duration in seconds for messages: `30`, `0.5`, `1.25` (to the millisecond). Integer
+/// arithmetic: formatting an `f32`/`f64` would bring core's float formatting into every
+/// task binary (BENCHMARKS.md, "Binary size after the cuts").
+pub(crate) fn seconds(d: Duration) -> String {
+    let millis = d.subsec_millis();
+    if millis == 0 {
+        return d.as_secs().to_string();
+    }
+    let fraction = format!("{millis:03}");
+    format!("{}.{}", d.as_secs(), fraction.trim_end_matches('0'))
+}
+
 /// Whether an idle connection can carry a request: nothing has arrived on it since the last
 /// answer (no close, no reset, no stray bytes such as an unsolicited 408). Polls the socket
 /// once without waiting.
@@ -412,6 +424,17 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpListener;
+
+    #[test]
+    fn seconds_read_as_the_float_formatting_did() {
+        assert_eq!(seconds(Duration::from_secs(30)), "30");
+        assert_eq!(seconds(Duration::ZERO), "0");
+        assert_eq!(seconds(Duration::from_millis(500)), "0.5");
+        assert_eq!(seconds(Duration::from_millis(1250)), "1.25");
+        assert_eq!(seconds(Duration::from_millis(10_001)), "10.001");
+        // Below a millisecond is not shown.
+        assert_eq!(seconds(Duration::from_micros(2_000_400)), "2");
+    }
 
     /// Settings with the agent's proxy at `url`.
     fn with_proxy(url: &str, credentials: Option<(&str, &str)>, bypass: &[&str]) -> HttpSettings {

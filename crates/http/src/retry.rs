@@ -140,19 +140,40 @@ impl RetryPolicy {
     }
 }
 
-/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// `Retry-After` as delay-seconds or an HTTP date (RFC 9110 §10.2.3). Seconds with a decimal
+/// fraction (`1.5`) are taken too; a number of seconds too large for a `Duration` is not a
+/// delay (the policy's default wait applies).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = value.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
-        }
+    if let Some(wait) = parse_seconds(value) {
+        return Some(wait);
     }
     let when = httpdate::parse_http_date(value).ok()?;
     Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// `5`, `1.5`, `.5`, `+5`: seconds as a decimal number, read by hand. `str::parse::<f64>`
+/// would bring core's float parser and its 10 KB table of powers of five into every task
+/// binary (BENCHMARKS.md, "Binary size after the cuts"), for a header of whole seconds.
+fn parse_seconds(value: &str) -> Option<Duration> {
+    let number = value.strip_prefix('+').unwrap_or(value);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.len() + fraction.len() == 0 || !all_digits(whole) || !all_digits(fraction) {
+        return None;
+    }
+    let secs = if whole.is_empty() {
+        0
+    } else {
+        whole.parse::<u64>().ok()?
+    };
+    // Nine fraction digits are nanoseconds; any further ones are below a nanosecond.
+    let nanos = fraction
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(9)
+        .fold(0, |n, d| n * 10 + u32::from(d - b'0'));
+    Some(Duration::new(secs, nanos))
 }
 
 /// A transport failure after every allowed attempt.
@@ -270,7 +291,7 @@ impl HttpClient {
                             Outcome::ConnectFailed,
                             SendError::Connect {
                                 host: host.clone(),
-                                detail: format!("no connection within {} s", limit.as_secs_f32()),
+                                detail: format!("no connection within {} s", crate::seconds(limit)),
                             },
                         ),
                         Failure::Refused(detail) => {
@@ -604,6 +625,21 @@ mod tests {
         let past = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(10));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("+5", now), Some(Duration::from_secs(5)));
+        assert_eq!(
+            parse_retry_after(".25", now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_retry_after("2.0000000019", now),
+            Some(Duration::new(2, 1))
+        );
+        for not_seconds in ["", ".", "-1", "1e3", "1.2.3", "5 s", "inf", "NaN"] {
+            assert_eq!(parse_retry_after(not_seconds, now), None, "{not_seconds:?}");
+        }
+        // Too large for a Duration: no delay rather than a panic.
+        assert_eq!(parse_retry_after("99999999999999999999", now), None);
+        assert_eq!(parse_retry_after("99999999999999999999.5", now), None);
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl<'a, R> ReadIdle<'a, R> {
                 io::ErrorKind::TimedOut,
                 format!(
                     "no data from the server for {} s (the read timeout)",
-                    self.limit.as_secs_f32()
+                    crate::seconds(self.limit)
                 ),
             )),
             Poll::Pending => Poll::Pending,

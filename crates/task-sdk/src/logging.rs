@@ -62,6 +62,19 @@ impl Visit for MessageVisitor {
         }
     }
 
+    // An f64 field (none of our events has one) is written as JSON writes numbers (`1e+300`):
+    // the default, `{:?}`, would bring core's float formatting into every task binary
+    // (BENCHMARKS.md, "Binary size after the cuts").
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        let text = match serde_json::Number::from_f64(value) {
+            Some(number) => number.to_string(),
+            None if value.is_nan() => "NaN".to_owned(),
+            None if value > 0.0 => "inf".to_owned(),
+            None => "-inf".to_owned(),
+        };
+        self.record_str(field, &text);
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
@@ -149,6 +162,49 @@ mod tests {
         assert!(loud
             .render(Level::WARN, "hyper_util::client", "odd")
             .is_some());
+    }
+
+    /// Records each event's message and fields as [`AgentSubscriber`] builds them.
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut visitor = MessageVisitor::default();
+            event.record(&mut visitor);
+            visitor.message.push_str(&visitor.fields);
+            self.0.lock().unwrap().push(visitor.message);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    #[test]
+    fn float_fields_are_written() {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        tracing::subscriber::with_default(Capture(lines.clone()), || {
+            tracing::info!(ratio = 0.25, whole = 3.0, huge = 1e300, "m");
+            tracing::info!(
+                nan = f64::NAN,
+                up = f64::INFINITY,
+                down = f64::NEG_INFINITY,
+                "n"
+            );
+        });
+        assert_eq!(
+            *lines.lock().unwrap(),
+            [
+                "m ratio=0.25 whole=3.0 huge=1e+300",
+                "n nan=NaN up=inf down=-inf"
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! UTC calendar fields of a `SystemTime`, for names and messages, without a date library:
 //! the civil-from-days algorithm is a few lines.
+//! Also [`tenths`]: elapsed seconds (and other ratios) with one decimal, without floats.
 
 use std::time::{Duration, SystemTime};
 
@@ -67,6 +68,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// `n / d` with one decimal, rounded half up (`4.1`; `d` = 0 reads as 1): elapsed seconds and
+/// sizes in messages.
+/// Integer arithmetic: `format!("{:.1}", …)` of a float would bring core's float formatting
+/// into the task binary (BENCHMARKS.md, "Binary size after the cuts").
+pub fn tenths(n: u128, d: u128) -> String {
+    let tenths = (n * 10 + d / 2) / d.max(1);
+    format!("{}.{}", tenths / 10, tenths % 10)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +94,15 @@ mod tests {
         assert_eq!(UtcTime::from(t).rfc3339(), "2000-02-29T00:00:00.000Z");
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(4_107_542_400); // 2100-03-01
         assert_eq!((UtcTime::from(t).month, UtcTime::from(t).day), (3, 1));
+    }
+
+    #[test]
+    fn tenths_round_half_up() {
+        assert_eq!(tenths(4_149, 1000), "4.1");
+        assert_eq!(tenths(4_150, 1000), "4.2");
+        assert_eq!(tenths(0, 1000), "0.0");
+        assert_eq!(tenths(11 * 1_048_576, 1_048_576), "11.0");
+        assert_eq!(tenths(10 * 1_048_576 + 1, 1_048_576), "10.0");
+        assert_eq!(tenths(7, 0), "7.0");
     }
 }

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ring::digest;
+use task_sdk::time::tenths;
 
 /// The largest content the workspace import accepts (decoded bytes).
 pub const MAX_IMPORT_BYTES: u64 = 10 * 1024 * 1024;
@@ -160,7 +161,7 @@ pub enum ScanError {
     NotUtf8(Vec<String>),
     #[error("{INPUT}: '{folder}' has nothing to deploy{hint}")]
     Empty { folder: PathBuf, hint: String },
-    #[error("{} file(s) are over the workspace's 10 MB import limit; nothing was uploaded:\n{}", .0.len(), .0.iter().map(|(p, s)| format!("  {p} ({:.1} MB)", *s as f64 / 1_048_576.0)).collect::<Vec<_>>().join("\n"))]
+    #[error("{} file(s) are over the workspace's 10 MB import limit; nothing was uploaded:\n{}", .0.len(), .0.iter().map(|(p, s)| format!("  {p} ({} MB)", tenths(u128::from(*s), 1_048_576))).collect::<Vec<_>>().join("\n"))]
     TooLarge(Vec<(String, u64)>),
     #[error("these files would land on the same workspace path; rename one of each:\n{}", .0.iter().map(|(a, b, t)| format!("  {a} and {b} → {t}")).collect::<Vec<_>>().join("\n"))]
     Collisions(Vec<(String, String, String)>),

@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use task_sdk::time::tenths;
+
 use crate::deploy::{Options, Report};
 
 /// Files listed per section at most; the log has them all.
@@ -10,13 +12,13 @@ const MAX_LISTED: usize = 200;
 /// `uploaded 12, unchanged 288, deleted 0, failed 0, skipped 3 in 4.1 s`.
 pub fn one_line(report: &Report) -> String {
     format!(
-        "Uploaded {}, unchanged {}, deleted {}, failed {}, skipped {} in {:.1} s",
+        "Uploaded {}, unchanged {}, deleted {}, failed {}, skipped {} in {} s",
         report.uploaded.len(),
         report.unchanged.len(),
         report.deleted.len(),
         report.failed.len(),
         report.skipped.len(),
-        report.elapsed.as_secs_f64()
+        tenths(report.elapsed.as_millis(), 1000)
     )
 }
 
@@ -50,13 +52,13 @@ pub fn markdown(opts: &Options, report: &Report) -> String {
     let _ = writeln!(md, "| ---: | ---: | ---: | ---: | ---: | ---: |");
     let _ = writeln!(
         md,
-        "| {} | {} | {} | {} | {} | {:.1} s |",
+        "| {} | {} | {} | {} | {} | {} s |",
         report.uploaded.len(),
         report.unchanged.len(),
         report.deleted.len(),
         report.failed.len(),
         report.skipped.len(),
-        report.elapsed.as_secs_f64()
+        tenths(report.elapsed.as_millis(), 1000)
     );
     if let Some(why) = &report.clean_skipped {
         let _ = writeln!(md, "\nClean did not run: {why}.");

@@ -14,6 +14,7 @@ use azure::{
     RunWaitOptions,
 };
 use serde_json::Value;
+use task_sdk::time::tenths;
 use task_sdk::{out, Agent, TaskError};
 
 use task_sdk::CancelSignal;
@@ -143,7 +144,7 @@ pub fn monitor_link(environment: &str, factory: &FactoryRef, run_id: &str) -> Op
 fn describe(run: &PipelineRun) -> String {
     let mut text = format!("Pipeline run {} is {}", run.run_id, run.status);
     if let Some(ms) = run.duration_ms.filter(|_| run.status.is_terminal()) {
-        text.push_str(&format!(" after {:.1} s", ms as f64 / 1000.0));
+        text.push_str(&format!(" after {} s", tenths(u128::from(ms), 1000)));
     }
     if !run.message.is_empty() && run.status.is_terminal() && run.status != RunStatus::Succeeded {
         text.push_str(&format!(": {}", run.message));
