@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use azure_emulator::{Emulator, Scheme};
-use common::azurite::{Azurite, ACCOUNT, KEY};
+use common::azurite::{with_refusing_endpoint, Azurite, ACCOUNT, KEY};
 use common::{Env, CONNECTION};
 
 const BIN: &str = env!("CARGO_BIN_EXE_azure-blob");
@@ -176,42 +176,21 @@ fn the_service_connection_gets_storage_tokens_for_every_scheme() {
 
 #[test]
 fn a_token_the_service_does_not_accept_fails_with_advice() {
-    // The gate refuses every token: as Azure Storage does for a token of another tenant.
+    // The endpoint refuses every token: as Azure Storage does for a token of another tenant.
     let env = Env::new(Scheme::ServicePrincipal);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!(
-        "http://127.0.0.1:{}/{ACCOUNT}",
-        listener.local_addr().unwrap().port()
-    );
-    let stop = AtomicBool::new(false);
-    let refused = AtomicUsize::new(0);
-    let o = std::thread::scope(|s| {
-        s.spawn(|| {
-            listener.set_nonblocking(true).unwrap();
-            while !stop.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((mut c, _)) => {
-                        c.set_nonblocking(false).unwrap();
-                        let _ = read_head(&mut c);
-                        refused.fetch_add(1, Ordering::SeqCst);
-                        let _ = c.write_all(b"HTTP/1.1 401 Server failed to authenticate the request.\r\nx-ms-error-code: InvalidAuthenticationInfo\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
+    let refusal = "HTTP/1.1 401 Server failed to authenticate the request.\r\nx-ms-error-code: InvalidAuthenticationInfo\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+    let (o, refused) = with_refusing_endpoint(refusal, |endpoint, refused| {
         let o = env.run(
             BIN,
             &[
                 ("azureSubscription", CONNECTION),
-                ("blobEndpoint", &endpoint),
+                ("blobEndpoint", &format!("{endpoint}/{ACCOUNT}")),
                 ("command", "delete"),
                 ("container", "entra"),
                 ("prefix", "x/"),
             ],
         );
-        stop.store(true, Ordering::SeqCst);
-        o
+        (o, refused.load(Ordering::SeqCst))
     });
     assert!(o.failed(), "{}", o.dump());
     assert!(
@@ -219,6 +198,6 @@ fn a_token_the_service_does_not_accept_fails_with_advice() {
         "{}",
         o.dump()
     );
-    assert_eq!(refused.load(Ordering::SeqCst), 1, "a 401 is not retried");
+    assert_eq!(refused, 1, "a 401 is not retried");
     o.assert_no_secret(&env.secrets());
 }

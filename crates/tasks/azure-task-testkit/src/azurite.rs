@@ -128,3 +128,47 @@ impl Drop for Azurite {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `f` with a loopback storage endpoint (`http://127.0.0.1:port`) that answers every
+/// request with `answer` (a whole HTTP/1.1 response, sent after reading the request head) and
+/// counts the requests: a service that refuses the caller (another tenant's token, a missing
+/// data role), which Azurite cannot be made to do.
+pub fn with_refusing_endpoint<T>(
+    answer: &str,
+    f: impl FnOnce(&str, &std::sync::atomic::AtomicUsize) -> T,
+) -> T {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let stop = AtomicBool::new(false);
+    let refused = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            listener.set_nonblocking(true).unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut c, _)) => {
+                        c.set_nonblocking(false).unwrap();
+                        c.set_read_timeout(Some(std::time::Duration::from_millis(200)))
+                            .unwrap();
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n")
+                            && c.read(&mut byte).is_ok_and(|n| n == 1)
+                        {
+                            head.push(byte[0]);
+                        }
+                        refused.fetch_add(1, Ordering::SeqCst);
+                        let _ = c.write_all(answer.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        });
+        let result = f(&endpoint, &refused);
+        stop.store(true, Ordering::SeqCst);
+        result
+    })
+}

@@ -11,13 +11,11 @@
 
 use azure_task_testkit as common;
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use azure_emulator::Scheme;
-use common::azurite::Azurite;
+use common::azurite::{with_refusing_endpoint, Azurite};
 use common::{Env, Outcome, CONNECTION};
 use serde_json::{json, Value};
 
@@ -307,34 +305,11 @@ fn a_missing_role_gives_advice_before_the_deployment() {
     // A storage endpoint that refuses the identity, as Azure Storage does without a data role.
     let env = Env::new(Scheme::ServicePrincipal);
     write_templates(&env);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let account = format!(
-        "http://127.0.0.1:{}/acc",
-        listener.local_addr().unwrap().port()
-    );
-    let stop = AtomicBool::new(false);
-    let refused = AtomicUsize::new(0);
-    let out = std::thread::scope(|s| {
-        s.spawn(|| {
-            listener.set_nonblocking(true).unwrap();
-            while !stop.load(Ordering::SeqCst) {
-                match listener.accept() {
-                    Ok((mut c, _)) => {
-                        c.set_nonblocking(false).unwrap();
-                        c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-                        let mut buf = [0u8; 8192];
-                        let _ = c.read(&mut buf);
-                        refused.fetch_add(1, Ordering::SeqCst);
-                        let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationPermissionMismatch</Code><Message>This request is not authorized to perform this operation using this permission.</Message></Error>";
-                        let _ = write!(c, "HTTP/1.1 403 This request is not authorized to perform this operation using this permission.\r\nx-ms-error-code: AuthorizationPermissionMismatch\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        let out = env.run(BIN, &inputs(&account, &[]));
-        stop.store(true, Ordering::SeqCst);
-        out
+    let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>AuthorizationPermissionMismatch</Code><Message>This request is not authorized to perform this operation using this permission.</Message></Error>";
+    let refusal = format!("HTTP/1.1 403 This request is not authorized to perform this operation using this permission.\r\nx-ms-error-code: AuthorizationPermissionMismatch\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+    let (out, refused) = with_refusing_endpoint(&refusal, |endpoint, refused| {
+        let out = env.run(BIN, &inputs(&format!("{endpoint}/acc"), &[]));
+        (out, refused.load(Ordering::SeqCst))
     });
     assert!(out.failed(), "{}", out.dump());
     assert_clean(&env, &out);
@@ -345,6 +320,6 @@ fn a_missing_role_gives_advice_before_the_deployment() {
         "{}",
         out.dump()
     );
-    assert!(refused.load(Ordering::SeqCst) >= 1);
+    assert!(refused >= 1);
     assert_eq!(env.emulator.state()["deploymentsStarted"], 0);
 }
