@@ -40,6 +40,29 @@ pub struct InputError {
     pub problem: String,
 }
 
+/// How [`Agent::pick_input`] compares a value with the option labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PickMatch {
+    /// ASCII case ignored.
+    IgnoreCase,
+    /// ASCII case, white space, `_` and `-` ignored: for the Microsoft tasks' picklists whose
+    /// labels have spaces (`Resource Group`), which pipelines write in several ways.
+    IgnoreCaseAndSeparators,
+}
+
+impl PickMatch {
+    fn key(self, text: &str) -> String {
+        match self {
+            PickMatch::IgnoreCase => text.trim().to_ascii_lowercase(),
+            PickMatch::IgnoreCaseAndSeparators => text
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
+                .collect::<String>()
+                .to_ascii_lowercase(),
+        }
+    }
+}
+
 /// The task's view of its environment.
 #[derive(Debug, Clone, Default)]
 pub struct Agent {
@@ -148,6 +171,39 @@ impl Agent {
             .get(&key)
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
+    }
+
+    /// The first non-empty input among a name and its aliases. The agent exports an input
+    /// under its canonical name whatever name the YAML used; the aliases are read too so that
+    /// a runner that passes YAML names through still works.
+    pub fn input_any(&self, names: &[&str]) -> Option<String> {
+        names.iter().find_map(|n| self.input(n))
+    }
+
+    /// A picklist input: the value of the option whose label matches, `default` when the
+    /// input is empty; anything else is an error naming the input and the allowed labels.
+    pub fn pick_input<T: Copy>(
+        &self,
+        name: &str,
+        default: T,
+        options: &[(&str, T)],
+        matching: PickMatch,
+    ) -> Result<T, InputError> {
+        let Some(raw) = self.input(name) else {
+            return Ok(default);
+        };
+        let wanted = matching.key(&raw);
+        options
+            .iter()
+            .find(|(label, _)| matching.key(label) == wanted)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let allowed: Vec<String> = options.iter().map(|(l, _)| format!("'{l}'")).collect();
+                self.error(
+                    name,
+                    format!("is '{raw}', which is not one of {}", allowed.join(", ")),
+                )
+            })
     }
 
     /// A required input: missing or empty is an error naming it.
@@ -333,6 +389,41 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("is not valid JSON"));
+    }
+
+    #[test]
+    fn picklists_and_aliases() {
+        let a = agent(&[
+            ("INPUT_SCOPE", "resource_group"),
+            ("INPUT_MODE", "INCREMENTAL"),
+            ("INPUT_AZURESUBSCRIPTION", "conn"),
+        ]);
+        let options = [("Resource Group", 1), ("Subscription", 2)];
+        let loose = PickMatch::IgnoreCaseAndSeparators;
+        assert_eq!(a.pick_input("scope", 0, &options, loose).unwrap(), 1);
+        assert_eq!(a.pick_input("missing", 0, &options, loose).unwrap(), 0);
+        let e = a
+            .pick_input("scope", 0, &options, PickMatch::IgnoreCase)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "(scope) is 'resource_group', which is not one of 'Resource Group', 'Subscription'"
+            ),
+            "{e}"
+        );
+        let modes = [("Incremental", 'i'), ("Complete", 'c')];
+        assert_eq!(
+            a.pick_input("mode", 'c', &modes, PickMatch::IgnoreCase)
+                .unwrap(),
+            'i'
+        );
+        assert_eq!(
+            a.input_any(&["ConnectedServiceName", "azureSubscription"])
+                .as_deref(),
+            Some("conn")
+        );
+        assert_eq!(a.input_any(&["ConnectedServiceName"]), None);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub mod secrets;
 mod task;
 pub mod time;
 
-pub use agent::{env_name, Agent, InputError};
+pub use agent::{env_name, Agent, InputError, PickMatch};
 pub use cancel::CancelSignal;
 pub use command::{IssueType, TaskResult};
 pub use endpoint::{AzureAuth, AzureCloud, AzureRmConnection, Endpoint, EndpointError};

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use task_sdk::{Agent, TaskError};
+use task_sdk::{Agent, PickMatch, TaskError};
 
 /// `command`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,28 +45,6 @@ pub struct Inputs {
     pub min_count: usize,
     pub timeout: Duration,
     pub poll: Duration,
-}
-
-fn pick<T: Copy>(
-    agent: &Agent,
-    name: &str,
-    default: T,
-    options: &[(&str, T)],
-) -> Result<T, TaskError> {
-    let Some(raw) = agent.input(name) else {
-        return Ok(default);
-    };
-    options
-        .iter()
-        .find(|(label, _)| label.eq_ignore_ascii_case(raw.trim()))
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let allowed: Vec<String> = options.iter().map(|(l, _)| format!("'{l}'")).collect();
-            TaskError::new(format!(
-                "input '{name}' is '{raw}', which is not one of {}",
-                allowed.join(", ")
-            ))
-        })
 }
 
 /// `key=value` lines (or `;`-separated) into metadata pairs; names must be C# identifiers,
@@ -114,8 +92,7 @@ pub fn parse_metadata(text: &str) -> Result<Vec<(String, String)>, TaskError> {
 impl Inputs {
     pub fn from_agent(agent: &Agent) -> Result<Inputs, TaskError> {
         use Command as C;
-        let command = pick(
-            agent,
+        let command = agent.pick_input(
             "command",
             C::Upload,
             &[
@@ -124,9 +101,9 @@ impl Inputs {
                 ("delete", C::Delete),
                 ("waitFor", C::WaitFor),
             ],
+            PickMatch::IgnoreCase,
         )?;
-        let auth = pick(
-            agent,
+        let auth = agent.pick_input(
             "authenticationType",
             AuthKind::ServiceConnection,
             &[
@@ -134,6 +111,7 @@ impl Inputs {
                 ("connectionString", AuthKind::ConnectionString),
                 ("sasToken", AuthKind::Sas),
             ],
+            PickMatch::IgnoreCase,
         )?;
         let container = agent.required_input("container")?.trim().to_owned();
         let valid_container = (3..=63).contains(&container.len())

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use task_sdk::{Agent, TaskError};
+use task_sdk::{Agent, PickMatch, TaskError};
 
 /// Where the template is deployed (`deploymentScope`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,43 +159,6 @@ fn artifacts(agent: &Agent, resource_group: Option<&str>) -> Result<Option<Artif
     }))
 }
 
-/// The first non-empty input among a name and its aliases. The agent exports an input under
-/// its canonical name whatever name the YAML used; the aliases are read too so that a runner
-/// that passes YAML names through still works.
-fn input_any(agent: &Agent, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| agent.input(n))
-}
-
-fn squash(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
-        .collect::<String>()
-        .to_ascii_lowercase()
-}
-
-fn pick<T: Copy>(
-    agent: &Agent,
-    name: &str,
-    default: T,
-    options: &[(&str, T)],
-) -> Result<T, TaskError> {
-    let Some(raw) = agent.input(name) else {
-        return Ok(default);
-    };
-    let wanted = squash(&raw);
-    options
-        .iter()
-        .find(|(label, _)| squash(label) == wanted)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let allowed: Vec<String> = options.iter().map(|(l, _)| format!("'{l}'")).collect();
-            TaskError::new(format!(
-                "input '{name}' is '{raw}', which is not one of {}",
-                allowed.join(", ")
-            ))
-        })
-}
-
 /// The agent turns an empty `filePath` input into `System.DefaultWorkingDirectory` itself;
 /// that value means "not given" (task-lib's `filePathSupplied`).
 fn file_input(agent: &Agent, name: &str, root: &Path) -> Option<String> {
@@ -209,10 +172,9 @@ fn file_input(agent: &Agent, name: &str, root: &Path) -> Option<String> {
 
 impl Inputs {
     pub fn from_agent(agent: &Agent) -> Result<Inputs, TaskError> {
-        let connection = input_any(agent, &["ConnectedServiceName", "azureResourceManagerConnection", "azureSubscription"])
+        let connection = agent.input_any(&["ConnectedServiceName", "azureResourceManagerConnection", "azureSubscription"])
             .ok_or_else(|| TaskError::new("input 'Azure Resource Manager connection' (ConnectedServiceName, alias azureSubscription or azureResourceManagerConnection) is required but empty: name an AzureRM service connection"))?;
-        let scope = pick(
-            agent,
+        let scope = agent.pick_input(
             "deploymentScope",
             ScopeKind::ResourceGroup,
             &[
@@ -220,18 +182,18 @@ impl Inputs {
                 ("Subscription", ScopeKind::Subscription),
                 ("Management Group", ScopeKind::ManagementGroup),
             ],
+            PickMatch::IgnoreCaseAndSeparators,
         )?;
-        let action = pick(
-            agent,
+        let action = agent.pick_input(
             "action",
             Action::CreateOrUpdate,
             &[
                 ("Create Or Update Resource Group", Action::CreateOrUpdate),
                 ("DeleteRG", Action::DeleteResourceGroup),
             ],
+            PickMatch::IgnoreCaseAndSeparators,
         )?;
-        let mode = pick(
-            agent,
+        let mode = agent.pick_input(
             "deploymentMode",
             Mode::Incremental,
             &[
@@ -241,20 +203,21 @@ impl Inputs {
                 ("WhatIf", Mode::WhatIf),
                 ("What-if", Mode::WhatIf),
             ],
+            PickMatch::IgnoreCaseAndSeparators,
         )?;
         #[derive(Clone, Copy, PartialEq)]
         enum Location {
             Artifact,
             Url,
         }
-        let location_kind = pick(
-            agent,
+        let location_kind = agent.pick_input(
             "templateLocation",
             Location::Artifact,
             &[
                 ("Linked artifact", Location::Artifact),
                 ("URL of the file", Location::Url),
             ],
+            PickMatch::IgnoreCaseAndSeparators,
         )?;
         let root = agent
             .variable("System.DefaultWorkingDirectory")
@@ -310,14 +273,14 @@ impl Inputs {
             Incremental,
             Complete,
         }
-        let previewed = pick(
-            agent,
+        let previewed = agent.pick_input(
             "whatIfDeploymentMode",
             Previewed::Incremental,
             &[
                 ("Incremental", Previewed::Incremental),
                 ("Complete", Previewed::Complete),
             ],
+            PickMatch::IgnoreCaseAndSeparators,
         )?;
         if mode == Mode::WhatIf
             && previewed == Previewed::Complete
@@ -333,7 +296,7 @@ impl Inputs {
         Ok(Inputs {
             connection,
             scope,
-            subscription: input_any(agent, &["subscriptionName", "subscriptionId"]),
+            subscription: agent.input_any(&["subscriptionName", "subscriptionId"]),
             action,
             location,
             template,

@@ -34,12 +34,8 @@ pub struct Inputs {
     pub poll_interval: Duration,
 }
 
-fn input_any(agent: &Agent, names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| agent.input(n))
-}
-
 fn required_any(agent: &Agent, names: &[&str], label: &str) -> Result<String, TaskError> {
-    input_any(agent, names).ok_or_else(|| {
+    agent.input_any(names).ok_or_else(|| {
         TaskError::new(format!(
             "input '{label}' ({}) is required but empty: set it in the task's inputs",
             names.join(", alias ")
@@ -88,7 +84,7 @@ impl Inputs {
                 ],
                 "Azure Resource Manager connection",
             )?,
-            subscription: input_any(agent, &["subscriptionId"]),
+            subscription: agent.input_any(&["subscriptionId"]),
             resource_group: required_any(agent, &["resourceGroupName"], "Resource group")?,
             factory: required_any(agent, &["dataFactoryName", "factoryName"], "Data factory")?,
             pipeline: required_any(agent, &["pipelineName"], "Pipeline")?,
