@@ -186,32 +186,39 @@ pub async fn delete_job(State(shared): App, body: Bytes) -> ApiResult<Json<Value
     Ok(Json(json!({})))
 }
 
+/// An optional `{name: string}` object of a request body (`notebook_params`,
+/// `job_parameters`), refused as the service refuses a value that is not a string.
+fn string_map(
+    body: &Value,
+    field: &str,
+) -> ApiResult<Option<std::collections::BTreeMap<String, String>>> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| {
+                let s = v.as_str().ok_or_else(|| {
+                    ApiError::malformed(format!(
+                        "Could not parse request object: Expected a string value for {field}.{k}"
+                    ))
+                })?;
+                Ok((k.clone(), s.to_string()))
+            })
+            .collect::<ApiResult<_>>()
+            .map(Some),
+        Some(_) => Err(ApiError::malformed(format!(
+            "Could not parse request object: {field} must be an object"
+        ))),
+    }
+}
+
 /// `POST jobs/run-now`: `job_parameters` override the job's parameter defaults and reach every
 /// notebook task as widgets; `notebook_params` override each notebook task's
 /// `base_parameters`; `python_params` replace Python tasks' arguments.
 pub async fn run_now(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> {
     let body = json_body(&body)?;
     let job_id = id_param(body.get("job_id"), None, "job_id")?;
-    let notebook_params = match body.get("notebook_params") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => {
-            let mut out = std::collections::BTreeMap::new();
-            for (k, v) in map {
-                let s = v.as_str().ok_or_else(|| {
-                    ApiError::malformed(format!(
-                        "Could not parse request object: Expected a string value for notebook_params.{k}"
-                    ))
-                })?;
-                out.insert(k.clone(), s.to_string());
-            }
-            Some(out)
-        }
-        Some(_) => {
-            return Err(ApiError::malformed(
-                "Could not parse request object: notebook_params must be an object",
-            ))
-        }
-    };
+    let notebook_params = string_map(&body, "notebook_params")?;
     let python_params: Option<Vec<String>> = body
         .get("python_params")
         .and_then(Value::as_array)
@@ -221,26 +228,7 @@ pub async fn run_now(State(shared): App, body: Bytes) -> ApiResult<Json<Value>> 
                 .map(str::to_string)
                 .collect()
         });
-    let job_parameters = match body.get("job_parameters") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => {
-            let mut out = std::collections::BTreeMap::new();
-            for (k, v) in map {
-                let s = v.as_str().ok_or_else(|| {
-                    ApiError::malformed(format!(
-                        "Could not parse request object: Expected a string value for job_parameters.{k}"
-                    ))
-                })?;
-                out.insert(k.clone(), s.to_string());
-            }
-            Some(out)
-        }
-        Some(_) => {
-            return Err(ApiError::malformed(
-                "Could not parse request object: job_parameters must be an object",
-            ))
-        }
-    };
+    let job_parameters = string_map(&body, "job_parameters")?;
     let token = body
         .get("idempotency_token")
         .and_then(Value::as_str)
